@@ -1,0 +1,53 @@
+"""The ``tools/run_net.py`` entry: parse, load the config, prepare data, launch train and/or test."""
+
+import logging
+import sys
+from typing import Optional, Sequence
+
+from fvcore.common.config import CfgNode
+
+from stica_slowfast.config import ConfigError
+from stica_slowfast.utils.parser import load_config_from_args, parse_args
+
+from .evaluator import test
+from .launch import launch_job
+from .trainer import train
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_data(cfg: CfgNode) -> CfgNode:
+    """With STICA.SYNTHETIC.ENABLE and no DATA.PATH_TO_DATA_DIR, generate the synthetic dataset
+    into OUTPUT_DIR/synthetic_data (once; later runs reuse it) and point the config at it."""
+    if not cfg.STICA.SYNTHETIC.ENABLE or cfg.DATA.PATH_TO_DATA_DIR:
+        return cfg
+    import os
+
+    from stica_slowfast.data.synthetic import generate_dataset_from_cfg
+
+    out_dir = os.path.join(cfg.OUTPUT_DIR, "synthetic_data")
+    generate_dataset_from_cfg(cfg, out_dir)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATA.PATH_TO_DATA_DIR = out_dir
+    cfg.freeze()
+    return cfg
+
+
+def run(cfg: CfgNode) -> None:
+    """Per-process job: train if TRAIN.ENABLE, then test if TEST.ENABLE."""
+    if cfg.TRAIN.ENABLE:
+        train(cfg)
+    if cfg.TEST.ENABLE:
+        test(cfg)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = load_config_from_args(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    cfg = prepare_data(cfg)
+    launch_job(cfg, args.init_method, run)

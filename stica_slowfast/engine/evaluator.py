@@ -1,0 +1,89 @@
+"""Multi-view evaluation (PySlowFast's test protocol) and the run's ``metrics.json``.
+
+Each test video is decoded once into ``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views; the
+softmax scores of its views are averaged and top-1/top-5 accuracy is taken over videos.
+"""
+
+import json
+import logging
+import os
+from typing import Dict
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from stica_slowfast.data import construct_loader
+from stica_slowfast.models import build_model
+from stica_slowfast.utils import distributed as du
+from stica_slowfast.utils.io import PathManager
+from stica_slowfast.utils.logging import log_json_stats
+from stica_slowfast.utils.misc import move_to_device
+
+from .checkpoint import get_last_checkpoint, load_checkpoint
+from .meters import TestMeter, aggregate_views
+from .setup import setup_process
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def predicts_labels(model: nn.Module) -> bool:
+    """Whether ``model(video)`` returns class logits (classifiers and linear probes do)."""
+    return bool(getattr(model, "predicts_labels", False))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, cfg: CfgNode, device: torch.device) -> Dict[str, float]:
+    """Top-1/top-5 (percent) over the loader's videos, averaging softmax scores over each video's views.
+
+    Every process evaluates its shard of the videos; the meter merges them.
+    """
+    was_training = model.training
+    model.eval()
+    meter = TestMeter(len(loader.dataset), cfg.MODEL.NUM_CLASSES)
+    for batch in loader:
+        batch = move_to_device(batch, device, non_blocking=True)
+        # V views of (B, C, T, H, W) -> logits (B, V, K)
+        logits = torch.stack([model(view) for view in batch["video"]], dim=1)
+        meter.update(batch["index"], aggregate_views(logits.float()), batch["label"], batch["valid"])
+    meter.sync()
+    model.train(was_training)
+    return meter.finalize()
+
+
+def write_metrics(output_dir: str, metrics: Dict[str, float]) -> str:
+    """Merge ``metrics`` into ``output_dir/metrics.json`` (written atomically); return its path."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    merged = {}
+    if PathManager.exists(path):
+        with PathManager.open(path, "r") as f:
+            merged = json.load(f)
+    merged.update(metrics)
+    tmp = path + ".tmp"
+    with PathManager.open(tmp, "w") as f:
+        json.dump(merged, f, indent=2, sort_keys=True)
+    PathManager.mv(tmp, path)
+    return path
+
+
+def test(cfg: CfgNode) -> Dict[str, float]:
+    """Multi-view test of TEST.CHECKPOINT_FILE_PATH (default: this run's newest checkpoint)."""
+    device = setup_process(cfg, "test")
+    model = build_model(cfg).to(device)
+    if not predicts_labels(model):
+        logger.info("%s does not predict labels; no multi-view test", cfg.MODEL.MODEL_NAME)
+        return {}
+    path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR)
+    if path:
+        epoch = load_checkpoint(path, model)
+        logger.info("Testing %s (epoch %d)", path, epoch + 1)
+    else:
+        logger.warning("No checkpoint given or found in %s: testing a randomly initialised model", cfg.OUTPUT_DIR)
+    loader = construct_loader(cfg, "test")
+    stats = evaluate(model, loader, cfg, device)
+    log_json_stats({"_type": "test_final", **stats}, cfg.OUTPUT_DIR, to_file=True)
+    if du.is_master_proc():
+        write_metrics(cfg.OUTPUT_DIR, {**stats, "checkpoint": path or ""})
+    return stats

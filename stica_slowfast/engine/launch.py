@@ -1,0 +1,77 @@
+"""Start a job on torch.distributed the way PySlowFast does, plus torchrun / SLURM environments.
+
+Process layout (world size = NUM_SHARDS x max(1, NUM_GPUS)):
+
+* ``NUM_GPUS > 0``: one process per local GPU, spawned with ``torch.multiprocessing``; NCCL.
+* ``NUM_GPUS 0``: one CPU process per shard (``--num_shards N --shard_id i``, each started by hand or
+  by a scheduler); gloo.
+* Started by ``torchrun`` (or submitit's exported environment): ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+  come from the environment and nothing is spawned.
+"""
+
+import logging
+import os
+from datetime import timedelta
+from typing import Callable
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from fvcore.common.config import CfgNode
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUT = timedelta(minutes=30)
+
+
+def _backend(cfg: CfgNode) -> str:
+    return cfg.DIST_BACKEND if cfg.NUM_GPUS > 0 else "gloo"
+
+
+def launched_by_torchrun() -> bool:
+    """True when a launcher (torchrun, submitit) exported the process-group environment."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def _run_worker(
+    local_rank: int,
+    num_proc: int,
+    func: Callable[[CfgNode], None],
+    init_method: str,
+    cfg: CfgNode,
+) -> None:
+    os.environ["LOCAL_RANK"] = str(local_rank)
+    dist.init_process_group(
+        backend=_backend(cfg),
+        init_method=init_method,
+        world_size=num_proc * cfg.NUM_SHARDS,
+        rank=cfg.SHARD_ID * num_proc + local_rank,
+        timeout=_TIMEOUT,
+    )
+    try:
+        func(cfg)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch_job(cfg: CfgNode, init_method: str, func: Callable[[CfgNode], None]) -> None:
+    """Run ``func(cfg)`` on every process of this machine's part of the job.
+
+    Args:
+        cfg: the run's config (NUM_GPUS, NUM_SHARDS, SHARD_ID, DIST_BACKEND).
+        init_method: rendezvous URL shared by all shards, e.g. ``tcp://host:9999``.
+        func: the per-process entry (train and/or test).
+    """
+    if launched_by_torchrun():
+        dist.init_process_group(backend=_backend(cfg), init_method="env://", timeout=_TIMEOUT)
+        try:
+            func(cfg)
+        finally:
+            dist.destroy_process_group()
+        return
+    num_proc = max(1, cfg.NUM_GPUS)
+    if num_proc * cfg.NUM_SHARDS == 1:
+        func(cfg)
+    elif num_proc == 1:  # one process per shard: no need to spawn
+        _run_worker(0, 1, func, init_method, cfg)
+    else:
+        mp.spawn(_run_worker, nprocs=num_proc, args=(num_proc, func, init_method, cfg), daemon=False)

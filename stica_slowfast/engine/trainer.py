@@ -1,0 +1,229 @@
+"""Generic training loop. The model owns its training step (``forward_train``); the engine owns data,
+optimisation, schedules, mixed precision, distribution, checkpoints and logs. It never looks at the
+model's name.
+"""
+
+import logging
+import sys
+import time
+from collections import defaultdict
+from typing import Dict, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from stica_slowfast.data import construct_loader, shuffle_dataset
+from stica_slowfast.models import build_model
+from stica_slowfast.utils import distributed as du
+from stica_slowfast.utils.logging import log_json_stats
+from stica_slowfast.utils.misc import move_to_device
+
+from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
+from .evaluator import evaluate, predicts_labels, write_metrics
+from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
+from .setup import TensorBoardWriter, setup_process
+
+logger = logging.getLogger(__name__)
+
+
+class TrainStep(nn.Module):
+    """Makes ``model.forward_train`` the ``forward`` of a module.
+
+    DistributedDataParallel synchronises gradients only for computations run through its own
+    ``forward``; wrapping this module (not the model) keeps each method's step inside DDP.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Dict) -> Dict:
+        return self.model.forward_train(batch)
+
+
+def autocast(cfg: CfgNode, device: torch.device):
+    """Mixed precision context: float16 on CUDA, bfloat16 on CPU, off unless TRAIN.MIXED_PRECISION."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=cfg.TRAIN.MIXED_PRECISION)
+
+
+def _call_hook(model: nn.Module, name: str, *args) -> None:
+    hook = getattr(model, name, None)
+    if callable(hook):
+        hook(*args)
+
+
+def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
+    """Load the newest checkpoint of this run, else ``TRAIN.CHECKPOINT_FILE_PATH``; return start epoch."""
+    last = get_last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    if last:
+        logger.info("Resuming from %s", last)
+        return load_checkpoint(last, model, optimizer, scaler) + 1
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        logger.info("Initialising from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        epoch = load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)
+        return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1
+    return 0
+
+
+def _float_logs(out: Dict) -> Dict[str, float]:
+    return {k: float(v) for k, v in out.items() if k != "loss" and not isinstance(v, (dict, list))}
+
+
+def train_epoch(
+    cfg: CfgNode,
+    step_module: nn.Module,
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    epoch: int,
+    device: torch.device,
+    writer: Optional[TensorBoardWriter],
+) -> Dict[str, float]:
+    """One pass over the training data; returns the epoch's averaged statistics (all ranks)."""
+    step_module.train()
+    num_iters = len(loader)
+    max_steps = num_iters * cfg.SOLVER.MAX_EPOCH
+    sums: Dict[str, float] = defaultdict(float)
+    skipped, seen = 0, 0
+    start = tick = time.perf_counter()
+    progress = _progress(num_iters, epoch, cfg)
+    for it, batch in enumerate(loader):
+        data_time = time.perf_counter() - tick
+        batch = move_to_device(batch, device, non_blocking=True)
+        lr = get_lr_at_epoch(cfg, epoch + it / num_iters, cfg.TRAIN.BATCH_SIZE)
+        set_lr(optimizer, lr)
+        with autocast(cfg, device):
+            out = step_module(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}; stopping")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            clip_gradients(model.parameters(), cfg)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            clip_gradients(model.parameters(), cfg)
+            optimizer.step()
+        _call_hook(model, "on_step_end", epoch * num_iters + it + 1, max_steps)
+
+        logs = {"loss": loss.item(), **_float_logs(out)}
+        for key, value in logs.items():
+            sums[key] += value
+        seen += 1
+        skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
+        iter_time = time.perf_counter() - tick
+        tick = time.perf_counter()
+        if progress is not None:
+            progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{lr:.3g}", refresh=False)
+            progress.update()
+        if (it + 1) % cfg.LOG_PERIOD == 0 and du.is_master_proc():
+            eta = iter_time * (num_iters * (cfg.SOLVER.MAX_EPOCH - epoch) - it - 1)
+            log_json_stats({
+                "_type": "train_iter",
+                "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                "iter": f"{it + 1}/{num_iters}",
+                "lr": lr,
+                "time_diff": iter_time,
+                "dt_data": data_time,
+                "eta": time.strftime("%H:%M:%S", time.gmtime(eta)),
+                **logs,
+            })
+            if writer is not None:
+                writer.add_scalars({f"Train/{k}": v for k, v in logs.items()}, epoch * num_iters + it)
+                writer.add_scalars({"Train/lr": lr}, epoch * num_iters + it)
+    if progress is not None:
+        progress.close()
+    # Average over iterations and processes; count skipped videos over processes.
+    keys = sorted(sums)
+    totals = du.all_reduce_tensor(
+        torch.tensor([sums[k] / max(seen, 1) for k in keys] + [float(skipped)], dtype=torch.float64),
+        average=False,
+    )
+    world = du.get_world_size()
+    stats = {k: totals[i].item() / world for i, k in enumerate(keys)}
+    stats.update(
+        _type="train_epoch",
+        epoch=f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+        lr=lr if num_iters else 0.0,
+        time=time.perf_counter() - start,
+        num_skipped_videos=int(totals[-1].item()),
+    )
+    return stats
+
+
+def _progress(num_iters: int, epoch: int, cfg: CfgNode):
+    """A tqdm progress bar on the master when attached to a terminal, else None."""
+    if not (du.is_master_proc() and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=num_iters, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", leave=False, file=sys.stderr)
+
+
+def _due(epoch: int, period: int, cfg: CfgNode) -> bool:
+    return (epoch + 1) % period == 0 or epoch + 1 == cfg.SOLVER.MAX_EPOCH
+
+
+def train(cfg: CfgNode) -> Dict[str, float]:
+    """Train ``MODEL.MODEL_NAME`` for ``SOLVER.MAX_EPOCH`` epochs; returns the final metrics."""
+    device = setup_process(cfg, "train")
+    model = build_model(cfg).to(device)
+    if cfg.BN.NORM_TYPE == "sync_batchnorm":
+        if device.type == "cuda" and du.get_world_size() > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            logger.warning("BN.NORM_TYPE sync_batchnorm needs several GPU processes; using plain BN")
+    if cfg.LOG_MODEL_INFO and du.is_master_proc():
+        from stica_slowfast.utils.misc import log_model_info
+
+        shape = (cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
+        log_model_info(model, shape, device)
+
+    optimizer = construct_optimizer(model, cfg)
+    use_scaler = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    start_epoch = resume_or_initialise(cfg, model, optimizer, scaler)
+
+    step_module: nn.Module = TrainStep(model)
+    if du.get_world_size() > 1:
+        step_module = DistributedDataParallel(
+            step_module, device_ids=[device] if device.type == "cuda" else None
+        )
+    train_loader = construct_loader(cfg, "train")
+    val_loader = construct_loader(cfg, "val") if predicts_labels(model) else None
+    writer = TensorBoardWriter(cfg) if du.is_master_proc() and cfg.TENSORBOARD.ENABLE else None
+    logger.info("Start epoch: %d of %d, %d iterations per epoch", start_epoch + 1, cfg.SOLVER.MAX_EPOCH, len(train_loader))
+
+    metrics: Dict[str, float] = {}
+    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+        shuffle_dataset(train_loader, epoch)
+        _call_hook(model, "on_epoch_start", epoch)
+        stats = train_epoch(cfg, step_module, model, train_loader, optimizer, scaler, epoch, device, writer)
+        log_json_stats(stats, cfg.OUTPUT_DIR, to_file=True)
+        metrics["train_loss"] = stats["loss"]
+        if writer is not None:
+            writer.add_scalars({f"Train/epoch_{k}": v for k, v in stats.items() if isinstance(v, float)}, epoch)
+
+        if _due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg):
+            if du.is_master_proc():
+                save_checkpoint(cfg.OUTPUT_DIR, epoch, model, optimizer, cfg, scaler)
+            du.synchronize()
+        if val_loader is not None and _due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg):
+            val = evaluate(model, val_loader, cfg, device)
+            log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", **val}, cfg.OUTPUT_DIR, to_file=True)
+            metrics["val_top1_acc"] = val["top1_acc"]
+            if writer is not None:
+                writer.add_scalars({"Val/top1_acc": val["top1_acc"], "Val/top5_acc": val["top5_acc"]}, epoch)
+    if writer is not None:
+        writer.close()
+    if du.is_master_proc() and metrics:
+        write_metrics(cfg.OUTPUT_DIR, metrics)
+    return metrics

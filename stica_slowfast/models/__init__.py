@@ -1,0 +1,10 @@
+"""Models: backbones, heads and methods. Importing this package fills the MODEL, BACKBONE and HEAD
+registries."""
+
+from . import backbones, heads  # noqa: F401  (registration side effects)
+from . import classifier  # noqa: F401
+from .build import build_backbone, build_model
+from .classifier import VideoClassifier
+from .configurable import configurable
+
+__all__ = ["build_model", "build_backbone", "configurable", "VideoClassifier"]

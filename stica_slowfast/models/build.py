@@ -1,0 +1,41 @@
+"""Build models and backbones by their registered names, with did-you-mean errors."""
+
+import difflib
+
+import torch.nn as nn
+from fvcore.common.registry import Registry
+
+from stica_slowfast.registry import BACKBONE, MODEL
+
+__all__ = ["build_model", "build_backbone"]
+
+
+def _get(registry: Registry, registry_name: str, key: str, name: str):
+    """``registry.get(name)``, or a KeyError naming the config key, the value, the closest
+    registered name and all registered names."""
+    names = sorted(n for n, _ in registry)
+    if name in names:
+        return registry.get(name)
+    closest = difflib.get_close_matches(name, names, n=1, cutoff=0.0)
+    hint = f"; did you mean {closest[0]!r}?" if closest else ""
+    raise KeyError(f"{key} {name!r} is not in the {registry_name} registry{hint} Registered: {names}")
+
+
+def build_model(cfg) -> nn.Module:
+    """The model named by ``cfg.MODEL.MODEL_NAME`` in the ``MODEL`` registry, built as ``cls(cfg)``.
+
+    The model stays on the CPU; the engine places it on its device.
+
+    Raises:
+        KeyError: if the name is not registered (the message names the key and the closest name).
+    """
+    return _get(MODEL, "MODEL", "MODEL.MODEL_NAME", cfg.MODEL.MODEL_NAME)(cfg)
+
+
+def build_backbone(cfg) -> nn.Module:
+    """The video backbone named by ``cfg.MODEL.ARCH`` in the ``BACKBONE`` registry, ``fn(cfg)``.
+
+    Raises:
+        KeyError: if the name is not registered (the message names the key and the closest name).
+    """
+    return _get(BACKBONE, "BACKBONE", "MODEL.ARCH", cfg.MODEL.ARCH)(cfg)

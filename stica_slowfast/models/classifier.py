@@ -1,0 +1,136 @@
+"""Supervised video classifier: backbone + dropout/linear head trained with cross-entropy.
+
+The baseline that proves the training path (data -> ``forward_train`` -> loss -> optimizer), and the
+model used for fine-tuning a pretrained backbone on UCF-101 / HMDB-51.
+"""
+
+from typing import Dict, List, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stica_slowfast.registry import MODEL
+
+from .build import build_backbone
+from .configurable import configurable
+from .heads import ClassifierHead
+
+__all__ = ["VideoClassifier"]
+
+_LOSS_FUNCS = ("cross_entropy",)
+
+
+def _check_loss_func(loss_func: str, key: str) -> None:
+    if loss_func not in _LOSS_FUNCS:
+        raise ValueError(f"{key} must be one of {list(_LOSS_FUNCS)}, got {loss_func!r}")
+
+
+@MODEL.register()
+class VideoClassifier(nn.Module):
+    """Backbone, global average pool, dropout and a linear classifier.
+
+    ::
+
+        video (B, C, T, H, W)
+          -> backbone   (B, D)     forward_features
+          -> dropout, linear       ClassifierHead
+          -> logits     (B, K)     forward
+
+    B batch, C channels, T frames, H x W frame size, D = ``backbone.out_dim``, K classes.
+
+    Built as ``VideoClassifier(cfg)`` (registry; see :meth:`from_config`) or with explicit keyword
+    arguments.
+
+    Args:
+        backbone: video encoder with ``out_dim`` and ``forward(video) -> (B, out_dim)``.
+        num_classes: K.
+        dropout_rate: dropout probability before the linear layer.
+        fc_init_std: std of the normal init of the linear weights.
+        loss_func: training loss; only ``"cross_entropy"``.
+    """
+
+    #: ``forward(video)`` returns class logits, so the engine measures val/test accuracy with it.
+    predicts_labels = True
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        num_classes: int,
+        dropout_rate: float = 0.5,
+        fc_init_std: float = 0.01,
+        loss_func: str = "cross_entropy",
+    ) -> None:
+        super().__init__()
+        _check_loss_func(loss_func, "loss_func")
+        self.backbone = backbone
+        self.head = ClassifierHead(
+            in_dim=backbone.out_dim,
+            num_classes=num_classes,
+            dropout_rate=dropout_rate,
+            init_std=fc_init_std,
+        )
+        self.num_classes = num_classes
+        self.loss_func = loss_func
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Constructor kwargs from ``MODEL.ARCH`` (backbone), ``MODEL.NUM_CLASSES``,
+        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD`` and ``MODEL.LOSS_FUNC``."""
+        _check_loss_func(cfg.MODEL.LOSS_FUNC, "MODEL.LOSS_FUNC")
+        return {
+            "backbone": build_backbone(cfg),
+            "num_classes": cfg.MODEL.NUM_CLASSES,
+            "dropout_rate": cfg.MODEL.DROPOUT_RATE,
+            "fc_init_std": cfg.MODEL.FC_INIT_STD,
+            "loss_func": cfg.MODEL.LOSS_FUNC,
+        }
+
+    @staticmethod
+    def _as_video(video: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+        # PySlowFast passes a list of pathways; a single-pathway model takes its only entry.
+        if isinstance(video, (list, tuple)):
+            if len(video) != 1:
+                raise ValueError(f"expected one pathway, got a list of {len(video)} tensors")
+            video = video[0]
+        return video
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, D)`` of video ``(B, C, T, H, W)``."""
+        return self.backbone(self._as_video(video))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K)`` of video ``(B, C, T, H, W)`` (or a one-pathway list of it)."""
+        return self.head(self.forward_features(video))
+
+    def forward_train(self, batch: Dict[str, Union[torch.Tensor, List[torch.Tensor]]]) -> dict:
+        """One supervised training step's loss; every clip is a sample with its video's label.
+
+        Args:
+            batch: ``"video"``: list of rho >= 1 clips, each ``(B, C, T, H, W)`` (a single tensor is
+                taken as rho = 1); ``"label"``: ``(B,)`` int64 class indices.
+
+        Returns:
+            ``{"loss": scalar cross-entropy tensor, "top1_acc": float percent}``, both averaged
+            over the rho * B clips.
+        """
+        clips = batch["video"]
+        if isinstance(clips, torch.Tensor):
+            clips = [clips]
+        labels = batch["label"]
+        if labels.dim() != 1 or any(clip.shape[0] != labels.shape[0] for clip in clips):
+            raise ValueError(
+                f"batch['label'] must be (B,) with B the batch size of every clip, got label shape "
+                f"{tuple(labels.shape)} and clip shapes {[tuple(c.shape) for c in clips]}"
+            )
+        rho = len(clips)
+        # rho x (B, C, T, H, W) -> (rho * B, C, T, H, W), clip-major; labels tiled to match
+        video = torch.cat(list(clips), dim=0)
+        targets = labels.repeat(rho)
+        logits = self(video)  # (rho * B, K)
+        loss = F.cross_entropy(logits, targets)
+        with torch.no_grad():
+            top1 = (logits.argmax(dim=1) == targets).float().mean().item() * 100.0
+        return {"loss": loss, "top1_acc": top1}

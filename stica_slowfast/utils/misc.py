@@ -1,0 +1,71 @@
+"""Small run-time helpers: seeding, moving batches to a device, model statistics."""
+
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (callers add the rank so processes differ)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move every tensor inside nested lists/tuples/dicts to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, dict):
+        return {k: move_to_device(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to_device(v, device, non_blocking) for v in obj)
+    return obj
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class _Features(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(video)
+
+
+def feature_gflops(model: nn.Module, input_shape, device: torch.device) -> float:
+    """GFLOPs (fvcore counts one multiply-add as one flop) of ``forward_features`` on one clip."""
+    from fvcore.nn import FlopCountAnalysis
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            analysis = FlopCountAnalysis(_Features(model), torch.zeros(1, *input_shape, device=device))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return analysis.total() / 1e9
+    finally:
+        model.train(was_training)
+
+
+def log_model_info(model: nn.Module, input_shape, device: torch.device) -> None:
+    """Log parameter counts and the GFLOPs of one clip of ``input_shape`` (C, T, H, W)."""
+    logger.info("Model:\n%s", model)
+    logger.info(
+        "Params: %.3fM total, %.3fM trainable",
+        count_parameters(model) / 1e6,
+        count_parameters(model, trainable_only=True) / 1e6,
+    )
+    try:
+        logger.info("GFLOPs per clip %s: %.3f", tuple(input_shape), feature_gflops(model, input_shape, device))
+    except Exception as err:  # flop counting must never stop a run
+        logger.warning("GFLOP count failed: %s", err)

@@ -1,0 +1,139 @@
+"""The real thing, end to end: generated mp4s -> tools/run_net.py -> checkpoints, logs, metrics.
+
+Runs the demo config shrunk to a couple of epochs on a small generated dataset, once in one process,
+once resumed, and once as two gloo processes (two shards of the same job).
+"""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from stica_slowfast.data.synthetic import generate_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_NET = os.path.join(REPO, "tools", "run_net.py")
+DEMO = os.path.join(REPO, "configs", "demo", "supervised_tiny.yaml")
+NUM_CLASSES = 3
+TRAIN_PER_CLASS = 8
+TEST_PER_CLASS = 2
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    generate_dataset(
+        out, num_classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS, val_per_class=1,
+        test_per_class=TEST_PER_CLASS, width=64, height=48, fps=15, duration=1.6, audio_rate=8000, seed=3,
+    )
+    return out
+
+
+def _opts(data_dir, out_dir, **extra):
+    opts = {
+        "DATA.PATH_TO_DATA_DIR": data_dir,
+        "OUTPUT_DIR": out_dir,
+        "MODEL.NUM_CLASSES": NUM_CLASSES,
+        "SOLVER.MAX_EPOCH": 2,
+        "TRAIN.BATCH_SIZE": 8,
+        "TRAIN.EVAL_PERIOD": 1,
+        "TRAIN.CHECKPOINT_PERIOD": 1,
+        "TEST.BATCH_SIZE": 2,
+        "TEST.NUM_ENSEMBLE_VIEWS": 2,
+        "TEST.NUM_SPATIAL_CROPS": 3,
+        "DATA.TRAIN_JITTER_SCALES": "[48, 56]",
+        "DATA.TRAIN_CROP_SIZE": 48,
+        "DATA.TEST_CROP_SIZE": 48,
+        "DATA_LOADER.NUM_WORKERS": 1,
+        "LOG_PERIOD": 1,
+        **extra,
+    }
+    return [str(x) for kv in opts.items() for x in kv]
+
+
+def _run(args, timeout=300):
+    proc = subprocess.run([sys.executable, RUN_NET, "--cfg", DEMO, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _json_stats(path):
+    records = []
+    with open(path) as f:
+        for line in f:
+            if "json_stats: " in line:
+                records.append(json.loads(line.split("json_stats: ", 1)[1]))
+    return records
+
+
+@pytest.fixture(scope="module")
+def single_run(data_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run1"))
+    _run(_opts(data_dir, out))
+    return out
+
+
+def test_single_process_run_writes_everything(single_run):
+    out = single_run
+    ckpts = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "checkpoints", "*.pyth")))
+    assert ckpts == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth"]
+    assert not glob.glob(os.path.join(out, "checkpoints", "*tmp*"))
+    stats = _json_stats(os.path.join(out, "stdout.log"))
+    types = [s["_type"] for s in stats]
+    iters_per_epoch = NUM_CLASSES * TRAIN_PER_CLASS // 8
+    assert types.count("train_iter") == 2 * iters_per_epoch
+    assert types.count("train_epoch") == 2 and types.count("val_epoch") == 2 and types.count("test_final") == 1
+    assert stats[0]["iter"] == f"1/{iters_per_epoch}"
+    epoch_records = [json.loads(line) for line in open(os.path.join(out, "json_stats.log"))]
+    assert [r["_type"] for r in epoch_records] == ["train_epoch", "val_epoch"] * 2 + ["test_final"]
+    assert glob.glob(os.path.join(out, "tensorboard", "events.out.tfevents.*"))
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert 0.0 <= metrics["top1_acc"] <= metrics["top5_acc"] == 100.0  # top-5 of 3 classes
+    assert metrics["num_videos"] == NUM_CLASSES * TEST_PER_CLASS
+    assert metrics["num_skipped"] == 0
+    assert metrics["checkpoint"].endswith("checkpoint_epoch_00002.pyth")
+    assert "GFLOPs per clip" in open(os.path.join(out, "stdout.log")).read()
+
+
+def test_auto_resume_continues_from_last_checkpoint(single_run, data_dir):
+    _run(_opts(data_dir, single_run, **{"SOLVER.MAX_EPOCH": 3, "TEST.ENABLE": False}))
+    log = open(os.path.join(single_run, "stdout.log")).read()
+    assert "Resuming from" in log and "checkpoint_epoch_00002.pyth" in log
+    epochs = [r["epoch"] for r in map(json.loads, open(os.path.join(single_run, "json_stats.log")))
+              if r["_type"] == "train_epoch"]
+    assert epochs == ["1/2", "2/2", "3/3"]  # only the new epoch was trained
+    assert os.path.exists(os.path.join(single_run, "checkpoints", "checkpoint_epoch_00003.pyth"))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_run(data_dir, tmp_path):
+    out = str(tmp_path / "run2")
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    args = _opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1})
+    procs = [
+        subprocess.Popen(
+            [sys.executable, RUN_NET, "--cfg", DEMO, *args, "--init_method", init,
+             "--num_shards", "2", "--shard_id", str(shard)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )
+        for shard in (0, 1)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    stats = _json_stats(os.path.join(out, "stdout.log"))
+    # the global batch of 8 is split over 2 processes: the number of steps per epoch is unchanged
+    iters = [s["iter"] for s in stats if s["_type"] == "train_iter"]
+    assert iters[-1] == f"{NUM_CLASSES * TRAIN_PER_CLASS // 8}/{NUM_CLASSES * TRAIN_PER_CLASS // 8}"
+    assert "process 0 of 2" in open(os.path.join(out, "stdout.log")).read()
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["num_videos"] == NUM_CLASSES * TEST_PER_CLASS  # both shards' test videos merged

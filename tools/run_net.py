@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Train and/or test a model, PySlowFast-style:
+
+    python tools/run_net.py --cfg configs/demo/supervised_tiny.yaml [KEY VALUE ...]
+        [--init_method tcp://HOST:PORT --num_shards N --shard_id I]
+"""
+
+import stica_slowfast  # noqa: F401  (registers every model, backbone and dataset)
+from stica_slowfast.engine.entry import main
+
+if __name__ == "__main__":
+    main()
