@@ -1,0 +1,45 @@
+"""Data pipeline: PyAV decoding, per-clip transforms, registered datasets and loaders.
+
+Importing this package registers the datasets ``kinetics``, ``ucf101`` and ``hmdb51`` in
+:data:`stica_slowfast.registry.DATASET`.
+"""
+
+from .av_writer import write_video
+from .datasets import (
+    Hmdb51,
+    Kinetics,
+    Ucf101,
+    VideoDataset,
+    read_hmdb51_split,
+    read_kinetics_csv,
+    read_ucf101_split,
+)
+from .decoder import (
+    DecodedClips,
+    DecodeError,
+    VideoFile,
+    decode_clips,
+    get_clip_starts,
+    get_duration,
+    open_video,
+)
+from .loader import build_dataset, construct_loader, per_process_batch_size, shuffle_dataset
+from .transforms import (
+    RandomShortSideScaleCrop,
+    ShortSideSpatialCrop,
+    VideoTransform,
+    build_test_transform,
+    build_train_transform,
+    build_transforms_from_cfg,
+)
+
+__all__ = [
+    "write_video",
+    "VideoDataset", "Kinetics", "Ucf101", "Hmdb51",
+    "read_kinetics_csv", "read_ucf101_split", "read_hmdb51_split",
+    "DecodeError", "DecodedClips", "VideoFile", "open_video", "decode_clips", "get_duration",
+    "get_clip_starts",
+    "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size",
+    "VideoTransform", "RandomShortSideScaleCrop", "ShortSideSpatialCrop",
+    "build_train_transform", "build_test_transform", "build_transforms_from_cfg",
+]

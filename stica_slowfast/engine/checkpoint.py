@@ -21,14 +21,13 @@ so a crash mid-write leaves at most a ``.checkpoint_epoch_00005.pyth.tmp-*`` fil
 import logging
 import os
 import re
-import uuid
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from stica_slowfast.utils.io import PathManager
+from stica_slowfast.utils.io import PathManager, atomic_open
 
 __all__ = [
     "CheckpointMismatchError",
@@ -170,58 +169,10 @@ def save_checkpoint(
     if scaler is not None:
         state["scaler_state"] = scaler.state_dict()
 
-    # Same directory as the target so the rename never crosses file systems (which would copy).
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with PathManager.open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            # Data must reach the disk before the rename does, or a power cut can leave an empty file
-            # under the final name.
-            if hasattr(f, "fileno"):
-                try:
-                    os.fsync(f.fileno())
-                except (OSError, ValueError):  # not a real file (remote backend)
-                    pass
-        _replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: do not leave a half-written temp file behind.
-        try:
-            if PathManager.exists(tmp):
-                PathManager.rm(tmp)
-        except Exception:  # cleanup must not mask the original error
-            logger.warning("Could not remove temporary checkpoint file %s", tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
     logger.info("Saved checkpoint %s", path)
     return path
-
-
-def _is_local(path: str) -> bool:
-    """True for plain file-system paths (no ``scheme://``), where os.replace is atomic."""
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path) is None or path.startswith("file://")
-
-
-def _replace(src: str, dst: str) -> None:
-    """Rename ``src`` over ``dst`` (atomically on a local file system)."""
-    if _is_local(src):
-        local_src = src[len("file://"):] if src.startswith("file://") else src
-        local_dst = dst[len("file://"):] if dst.startswith("file://") else dst
-        os.replace(local_src, local_dst)
-        # Persist the directory entry too.
-        try:
-            fd = os.open(os.path.dirname(local_dst) or ".", os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-        return
-    # Remote backends: iopath's mv refuses to overwrite and reports failure by returning False.
-    if PathManager.exists(dst):
-        PathManager.rm(dst)
-    if not PathManager.mv(src, dst):
-        raise OSError(f"Could not move {src} to {dst}")
 
 
 # ------------------------------------------------------------------------------------------------ #

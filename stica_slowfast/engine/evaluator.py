@@ -16,7 +16,7 @@ from torch import nn
 from stica_slowfast.data import construct_loader
 from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
-from stica_slowfast.utils.io import PathManager
+from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
 from stica_slowfast.utils.misc import move_to_device
 
@@ -61,10 +61,8 @@ def write_metrics(output_dir: str, metrics: Dict[str, float]) -> str:
         with PathManager.open(path, "r") as f:
             merged = json.load(f)
     merged.update(metrics)
-    tmp = path + ".tmp"
-    with PathManager.open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(merged, f, indent=2, sort_keys=True)
-    PathManager.mv(tmp, path)
     return path
 
 

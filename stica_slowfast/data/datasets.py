@@ -1,0 +1,398 @@
+"""Video datasets: a list of (path, label) read from split files, decoded once per sample.
+
+``VideoDataset(cfg, split)`` turns one video into one sample dict::
+
+    file --(one PyAV pass)--> clips uint8 (T, H, W, 3) [+ audio (S,)]
+         --(per-clip transform)--> "video": [ (C, T, h, w) ] * V,  "audio": [ (S,) ] * V
+
+with V views: train -- rho = ``DATA.TRAIN_CROP_NUM_TEMPORAL`` clips at independent random starts,
+each with its own random spatial augmentation; val -- one centred clip, centre crop; test --
+``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views, temporal-major
+(``view = t * NUM_SPATIAL_CROPS + s``).
+
+Registered datasets (``stica_slowfast.registry.DATASET``, looked up case-insensitively):
+
+* ``kinetics`` -- PySlowFast format ``DATA.PATH_TO_DATA_DIR/{train,val,test}.csv``, ``path label``.
+* ``ucf101``  -- official ``classInd.txt`` / ``trainlist0N.txt`` / ``testlist0N.txt``.
+* ``hmdb51``  -- official ``<class>_test_splitN.txt`` files.
+
+Relative video paths are joined to ``DATA.PATH_PREFIX`` (or to ``DATA.PATH_TO_DATA_DIR`` when the
+prefix is empty); absolute paths and URIs are kept.
+"""
+
+import logging
+import os
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+
+from stica_slowfast.data.decoder import DecodeError, get_clip_starts, open_video
+from stica_slowfast.data.transforms import build_transforms_from_cfg
+from stica_slowfast.registry import DATASET
+from stica_slowfast.utils.io import PathManager
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "VideoDataset",
+    "Kinetics",
+    "Ucf101",
+    "Hmdb51",
+    "read_kinetics_csv",
+    "read_ucf101_split",
+    "read_hmdb51_split",
+]
+
+SPLITS = ("train", "val", "test")
+Item = Tuple[str, int]  # (video path, 0-based label)
+
+
+# ---------------------------------------------------------------------------------------------------- #
+# Split-file parsing (pure functions: file in, list of (path, label) out)
+# ---------------------------------------------------------------------------------------------------- #
+def _join(prefix: str, path: str) -> str:
+    """``prefix/path`` for a relative path; absolute paths and URIs (``s3://...``) unchanged."""
+    if os.path.isabs(path) or "://" in path:
+        return path
+    return os.path.join(prefix, path)
+
+
+def _read_lines(path: str) -> List[Tuple[int, str]]:
+    """Non-blank lines of a text file with their 1-based line numbers, stripped."""
+    if not PathManager.exists(path):
+        raise FileNotFoundError(f"split file not found: {path}")
+    with PathManager.open(path, "r") as f:
+        return [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+
+
+def _check_label(label: int, num_classes: int, where: str) -> int:
+    if not 0 <= label < num_classes:
+        raise ValueError(
+            f"{where}: label {label} outside [0, {num_classes}) (MODEL.NUM_CLASSES = {num_classes})")
+    return label
+
+
+def read_kinetics_csv(
+    path: str, *, separator: str = " ", prefix: str, num_classes: int
+) -> List[Item]:
+    """Read a PySlowFast Kinetics-format file: one ``<path><separator><label>`` per line.
+
+    Args:
+        path: the csv file.
+        separator: between path and label (``DATA.PATH_LABEL_SEPARATOR``); the LAST occurrence
+            splits, so paths may contain it.
+        prefix: directory joined to relative video paths.
+        num_classes: labels must lie in [0, num_classes).
+
+    Returns:
+        [(video path, label)] in file order.
+
+    Raises:
+        ValueError: naming the file and line, for a malformed line or a label out of range.
+    """
+    items = []
+    for n, line in _read_lines(path):
+        where = f"{path}:{n}"
+        parts = line.rsplit(separator, 1) if separator.strip() else line.rsplit(None, 1)
+        if len(parts) != 2 or not parts[0].strip():
+            raise ValueError(f"{where}: expected '<path>{separator}<label>', got {line!r}")
+        try:
+            label = int(parts[1])
+        except ValueError:
+            raise ValueError(f"{where}: label {parts[1]!r} is not an integer in {line!r}") from None
+        items.append((_join(prefix, parts[0].strip()), _check_label(label, num_classes, where)))
+    return items
+
+
+def _read_ucf_class_index(path: str) -> Dict[str, int]:
+    """``classInd.txt`` ("1 ApplyEyeMakeup" per line) -> {class name: 0-based label}."""
+    classes: Dict[str, int] = {}
+    for n, line in _read_lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise ValueError(f"{path}:{n}: expected '<index> <ClassName>', got {line!r}")
+        if parts[1] in classes:
+            raise ValueError(f"{path}:{n}: class {parts[1]!r} listed twice")
+        classes[parts[1]] = int(parts[0]) - 1
+    return classes
+
+
+def read_ucf101_split(
+    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int
+) -> List[Item]:
+    """Read an official UCF-101 split (``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``).
+
+    Args:
+        data_dir: directory with the split files.
+        split: "train" (trainlist) or "val"/"test" (testlist).
+        split_id: N of the official split (1, 2 or 3).
+        prefix: directory holding ``<Class>/<video>.avi``.
+        num_classes: labels must lie in [0, num_classes).
+
+    Returns:
+        [(video path, 0-based label)]; train labels come from the list (1-based there), test labels
+        from the video's folder via ``classInd.txt``.
+
+    Raises:
+        ValueError: naming the file and line, for a malformed line, an unknown class, a train label
+            that disagrees with the folder, or a label out of range.
+    """
+    classes = _read_ucf_class_index(os.path.join(data_dir, "classInd.txt"))
+    lower = {name.lower(): idx for name, idx in classes.items()}
+    name = f"{'trainlist' if split == 'train' else 'testlist'}{split_id:02d}.txt"
+    list_path = os.path.join(data_dir, name)
+    items = []
+    for n, line in _read_lines(list_path):
+        where = f"{list_path}:{n}"
+        parts = line.split()
+        if len(parts) not in (1, 2) or (split == "train" and len(parts) != 2):
+            raise ValueError(f"{where}: expected '<Class>/<video>{' <label>' if split == 'train' else ''}'"
+                             f", got {line!r}")
+        video = parts[0]
+        norm = video.replace("\\", "/")
+        folder = norm.split("/")[0] if "/" in norm else None
+        from_folder = None
+        if folder is not None:
+            # The official lists spell some folders with another case than classInd.txt.
+            from_folder = classes.get(folder, lower.get(folder.lower()))
+        if len(parts) == 2:
+            try:
+                label = int(parts[1]) - 1
+            except ValueError:
+                raise ValueError(f"{where}: label {parts[1]!r} is not an integer in {line!r}") from None
+            if from_folder is not None and from_folder != label:
+                raise ValueError(f"{where}: label {label + 1} disagrees with folder {folder!r} "
+                                 f"(class {from_folder + 1} in classInd.txt)")
+        elif from_folder is None:
+            raise ValueError(f"{where}: cannot tell the class of {video!r}: folder {folder!r} is not in "
+                             f"{os.path.join(data_dir, 'classInd.txt')}")
+        else:
+            label = from_folder
+        items.append((_join(prefix, video), _check_label(label, num_classes, where)))
+    return items
+
+
+def read_hmdb51_split(
+    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int
+) -> List[Item]:
+    """Read an official HMDB-51 split from the ``<class>_test_split<N>.txt`` files.
+
+    Each line is ``<video>.avi <id>`` with id 1 = train, 2 = test, 0 = unused. Class indices follow
+    the sorted class names; videos live at ``prefix/<class>/<video>``.
+
+    Args:
+        data_dir: directory with the split files.
+        split: "train" (id 1) or "val"/"test" (id 2).
+        split_id: N of the official split (1, 2 or 3).
+        prefix: directory holding ``<class>/<video>.avi``.
+        num_classes: labels must lie in [0, num_classes).
+
+    Returns:
+        [(video path, label)], classes in sorted order, videos in file order.
+
+    Raises:
+        ValueError: naming the file and line, for a malformed line or a class index out of range.
+    """
+    suffix = f"_test_split{split_id}.txt"
+    if not PathManager.isdir(data_dir):
+        raise FileNotFoundError(f"HMDB-51 split directory not found: {data_dir}")
+    names = sorted(f for f in PathManager.ls(data_dir) if f.endswith(suffix))
+    if not names:
+        raise FileNotFoundError(f"no '*{suffix}' files in {data_dir}")
+    wanted = "1" if split == "train" else "2"
+    items = []
+    for label, fname in enumerate(names):
+        cls = fname[: -len(suffix)]
+        path = os.path.join(data_dir, fname)
+        for n, line in _read_lines(path):
+            where = f"{path}:{n}"
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise ValueError(f"{where}: expected '<video> <0|1|2>', got {line!r}")
+            if parts[1] == wanted:
+                items.append((_join(prefix, os.path.join(cls, parts[0])),
+                              _check_label(label, num_classes, where)))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------- #
+# Datasets
+# ---------------------------------------------------------------------------------------------------- #
+class VideoDataset(torch.utils.data.Dataset):
+    """Base dataset: subclasses implement :meth:`load_items`; decoding and views live here.
+
+    Each item is a dict:
+
+    * ``"video"``: list of V float tensors (C, T, h, w);
+    * ``"audio"`` (only with ``STICA.AUDIO.ENABLE``): list of V float (S,) waveforms at
+      ``STICA.AUDIO.SAMPLE_RATE``, each aligned to its view's clip;
+    * ``"label"``, ``"index"``: int (index of the video actually loaded, in this split);
+    * ``"skipped"``: undecodable files tried before this sample succeeded;
+    * ``"valid"``: False only for a test video that could not be decoded (zeros are returned).
+
+    Args:
+        cfg: full config.
+        split: "train", "val" or "test".
+    """
+
+    def __init__(self, cfg: CfgNode, split: str):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.cfg, self.split = cfg, split
+        self.items: List[Item] = self.load_items(cfg, split)
+        if not self.items:
+            raise ValueError(f"{type(self).__name__}: no videos in the {split} split "
+                             f"(DATA.PATH_TO_DATA_DIR = {cfg.DATA.PATH_TO_DATA_DIR!r})")
+        d = cfg.DATA
+        self.num_frames = int(d.NUM_FRAMES)
+        self.frame_step = d.SAMPLING_RATE / d.TARGET_FPS  # seconds between sampled frames
+        self.clip_duration = self.num_frames * self.frame_step
+        self.audio_rate: Optional[int] = (
+            int(cfg.STICA.AUDIO.SAMPLE_RATE) if cfg.STICA.AUDIO.ENABLE else None)
+        self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
+        # Like PySlowFast: this many undecodable videos in a row make the sample fail.
+        self.num_retries = max(1, int(cfg.DATA_LOADER.NUM_RETRIES))
+        if split == "train":
+            self.num_clips, self.start_mode = int(d.TRAIN_CROP_NUM_TEMPORAL), "random"
+        elif split == "val":
+            self.num_clips, self.start_mode = 1, "uniform"
+        else:
+            self.num_clips, self.start_mode = int(cfg.TEST.NUM_ENSEMBLE_VIEWS), "uniform"
+        # train: one random transform (redrawn per clip); val: centre crop; test: one per spatial crop.
+        self.transforms = build_transforms_from_cfg(cfg, split)
+        self.crop_size = int(d.TRAIN_CROP_SIZE if split == "train" else d.TEST_CROP_SIZE)
+        self.num_channels = len(d.MEAN)
+        self._rng_key: Optional[Tuple[int, int]] = None
+        self._rng_gen: Optional[np.random.Generator] = None
+
+    # -- to implement -------------------------------------------------------------------------------- #
+    def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
+        """The (path, 0-based label) list of ``split``."""
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------------------------ #
+    @staticmethod
+    def path_prefix(cfg: CfgNode) -> str:
+        """Directory relative video paths are joined to."""
+        return cfg.DATA.PATH_PREFIX or cfg.DATA.PATH_TO_DATA_DIR
+
+    @property
+    def num_views(self) -> int:
+        """Views per sample: rho (train), 1 (val), ensemble views x spatial crops (test)."""
+        return self.num_clips * len(self.transforms) if self.split == "test" else self.num_clips
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """Per-process generator seeded from ``torch.initial_seed()``.
+
+        In a DataLoader worker torch's initial seed is the loader's base seed + worker id, so workers
+        draw different clips and a seeded run draws the same ones again. Keyed on the pid as well, so
+        a generator copied into a forked worker is never reused there.
+        """
+        key = (os.getpid(), torch.initial_seed())
+        if self._rng_key != key:
+            self._rng_key, self._rng_gen = key, np.random.default_rng(torch.initial_seed())
+        return self._rng_gen
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _decode_views(self, index: int) -> Dict[str, object]:
+        """Decode video ``index`` into its views; raises DecodeError."""
+        path, label = self.items[index]
+        with open_video(path, threads=self.threads) as vf:
+            starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,
+                                     mode=self.start_mode, rng=self.rng)
+            clips = vf.decode_clips(starts, num_frames=self.num_frames, frame_step=self.frame_step,
+                                    audio_rate=self.audio_rate)
+        videos, audios = [], []
+        for c, frames in enumerate(clips.video):
+            # Temporal-major: all spatial views of clip c before clip c + 1. Each call of the train
+            # transform draws new parameters, so every clip gets its own augmentation.
+            for transform in self.transforms:
+                videos.append(transform(frames))
+                if clips.audio is not None:
+                    audios.append(clips.audio[c])
+        sample = {"video": videos, "label": int(label), "index": int(index)}
+        if self.audio_rate is not None:
+            sample["audio"] = audios
+        return sample
+
+    def _invalid_sample(self, index: int) -> Dict[str, object]:
+        """Zeros of the right shapes for a test video that cannot be decoded."""
+        shape = (self.num_channels, self.num_frames, self.crop_size, self.crop_size)
+        sample = {"video": [torch.zeros(shape) for _ in range(self.num_views)],
+                  "label": int(self.items[index][1]), "index": int(index)}
+        if self.audio_rate is not None:
+            n = int(round(self.clip_duration * self.audio_rate))
+            sample["audio"] = [torch.zeros(n) for _ in range(self.num_views)]
+        return sample
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        index = int(index)
+        if self.split == "test":
+            # Never substitute a test video: the meter drops invalid samples so accuracy stays honest.
+            try:
+                sample, skipped, valid = self._decode_views(index), 0, True
+            except DecodeError as err:
+                logger.warning("Undecodable test video %s, marked invalid: %s",
+                               self.items[index][0], err)
+                sample, skipped, valid = self._invalid_sample(index), 1, False
+            sample.update(skipped=skipped, valid=valid)
+            return sample
+        tried = index
+        for attempt in range(self.num_retries):
+            try:
+                sample = self._decode_views(tried)
+            except DecodeError as err:
+                logger.warning("Undecodable video %s (%s): trying another one (%d/%d)",
+                               self.items[tried][0], err, attempt + 1, self.num_retries)
+                tried = int(self.rng.integers(len(self.items)))
+                continue
+            sample.update(skipped=attempt, valid=True)
+            return sample
+        raise RuntimeError(
+            f"{self.num_retries} undecodable videos in a row in the {self.split} split of "
+            f"{type(self).__name__}, starting at {self.items[index][0]!r}; check the files "
+            f"(DATA_LOADER.NUM_RETRIES = {self.cfg.DATA_LOADER.NUM_RETRIES})")
+
+
+def _register(name: str):
+    """Register a dataset class under a lower-case ``name`` (PySlowFast configs write ``kinetics``)."""
+
+    def deco(cls):
+        DATASET._do_register(name, cls)
+        return cls
+
+    return deco
+
+
+@_register("kinetics")
+class Kinetics(VideoDataset):
+    """PySlowFast Kinetics format: ``DATA.PATH_TO_DATA_DIR/{train,val,test}.csv``, ``path label``."""
+
+    def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
+        return read_kinetics_csv(
+            os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split}.csv"),
+            separator=cfg.DATA.PATH_LABEL_SEPARATOR, prefix=self.path_prefix(cfg),
+            num_classes=cfg.MODEL.NUM_CLASSES)
+
+
+@_register("ucf101")
+class Ucf101(VideoDataset):
+    """UCF-101 official split ``STICA.DATA.SPLIT``; val is the test list."""
+
+    def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
+        return read_ucf101_split(cfg.DATA.PATH_TO_DATA_DIR, split, split_id=cfg.STICA.DATA.SPLIT,
+                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES)
+
+
+@_register("hmdb51")
+class Hmdb51(VideoDataset):
+    """HMDB-51 official split ``STICA.DATA.SPLIT``; val is the test list."""
+
+    def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
+        return read_hmdb51_split(cfg.DATA.PATH_TO_DATA_DIR, split, split_id=cfg.STICA.DATA.SPLIT,
+                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES)

@@ -1,0 +1,521 @@
+"""Decode many clips (video frames + aligned mono audio) from one file in a single PyAV pass.
+
+Time model. All times are seconds on the file's presentation clock, measured from the first
+presentation time of the video stream (``origin``), so a clip start of 0 is the first video frame and
+audio is placed on the same clock (A/V sync is whatever the container says it is).
+
+Frame selection. A clip starting at ``s`` samples ``T`` frames at the target times
+``tau_i = s + i * frame_step`` (``frame_step = DATA.SAMPLING_RATE / DATA.TARGET_FPS``). For each
+``tau_i`` the latest decoded frame whose time is ``<= tau_i`` is taken (the first frame when none is),
+which resamples any source frame rate onto the target grid: a 12 fps source sampled at 30 fps repeats
+frames, a 60 fps source drops them. Target times past the last frame repeat the last frame.
+
+Timestamps that cannot be trusted are handled without failing: frames without pts follow the previous
+one by a frame period (raw h264); pts that go backwards in presentation order (AVI with B-frames) switch
+the file to timing by dts from the first frame; a container that cannot seek, or a seek that lands
+after its target (MPEG-TS), is decoded from the start instead.
+
+Symbols: T frames per clip, H, W frame size, S audio samples per clip.
+"""
+
+import bisect
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator, List, Optional, Sequence
+
+import av
+import numpy as np
+import torch
+
+from stica_slowfast.utils.io import PathManager
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DecodeError",
+    "DecodedClips",
+    "VideoFile",
+    "open_video",
+    "decode_clips",
+    "get_duration",
+    "get_clip_starts",
+]
+
+# Slack when comparing a frame time with a target time: target times are floats built from
+# start + i * step, frame times exact fractions; without it a 30 fps source sampled at 30 fps could
+# pick the previous frame because of a 1e-16 rounding difference.
+_TIME_EPS = 1e-6
+# A clip start this close to 0 (seconds) is decoded from the beginning without seeking.
+_NO_SEEK_BELOW = 1e-3
+
+
+class DecodeError(RuntimeError):
+    """A video cannot be decoded (missing file, no video stream, corrupt or truncated data, no frames)."""
+
+
+class _SeekOvershoot(Exception):
+    """The first frame after a seek lies after the seek target."""
+
+
+class _SeekFailed(Exception):
+    """The container cannot seek."""
+
+
+class _UnorderedTimestamps(Exception):
+    """Frame pts go backwards in presentation order (e.g. AVI with B-frames, where the demuxer
+    hands out decode timestamps as pts)."""
+
+
+@dataclass
+class DecodedClips:
+    """Result of :func:`decode_clips`, clips in the order of the requested starts.
+
+    Attributes:
+        video: per clip a uint8 tensor (T, H, W, 3), RGB.
+        audio: per clip a float32 mono waveform (S,) covering [start, start + T * frame_step), or
+            None when no audio was requested. Zeros where the file has no audio.
+        has_audio: whether the file has an audio stream.
+        frame_times: per clip the presentation times (seconds from ``origin``) of the selected frames;
+            handy to check which source frames a clip is made of.
+        duration: duration of the video in seconds.
+        frames_decoded: video frames decoded in the pass (all clips together); shows the effect of
+            the seek and of stopping after the last clip.
+    """
+
+    video: List[torch.Tensor]
+    audio: Optional[List[torch.Tensor]]
+    has_audio: bool
+    frame_times: List[List[float]]
+    duration: float
+    frames_decoded: int
+
+
+def get_clip_starts(
+    duration: float,
+    clip_duration: float,
+    num_clips: int,
+    *,
+    mode: str,
+    rng: Optional[np.random.Generator] = None,
+) -> List[float]:
+    """Clip start times (seconds) for a video.
+
+    Args:
+        duration: video duration in seconds.
+        clip_duration: clip length in seconds (``num_frames * frame_step``).
+        num_clips: number of clips.
+        mode: "random" -- independent uniform starts in [0, max(0, duration - clip_duration)];
+            "uniform" -- evenly spaced starts from 0 to the last full-clip start (one clip is centred).
+        rng: numpy generator, required for "random".
+
+    Returns:
+        ``num_clips`` start times in seconds.
+    """
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    # A video shorter than a clip only has start 0 (the clip then repeats its last frame).
+    max_start = max(0.0, float(duration) - float(clip_duration))
+    if mode == "random":
+        if rng is None:
+            raise ValueError("mode='random' needs an rng (np.random.Generator)")
+        return [float(x) for x in rng.uniform(0.0, max_start, size=num_clips)]
+    if mode == "uniform":
+        if num_clips == 1:
+            return [max_start / 2.0]
+        return [max_start * i / (num_clips - 1) for i in range(num_clips)]
+    raise ValueError(f"mode must be 'random' or 'uniform', got {mode!r}")
+
+
+def _time(frame, fallback: Optional[float]) -> Optional[float]:
+    """Presentation time of a frame in seconds, or ``fallback`` when it has no timestamp."""
+    if frame.pts is None or frame.time_base is None:
+        return fallback
+    return float(frame.pts * frame.time_base)
+
+
+class _FrameSelector:
+    """Assigns decoded frames to the target times of all clips while frames stream past once.
+
+    Targets are kept sorted; when a frame with time ``t`` arrives, every pending target ``tau < t``
+    gets the previous frame (the latest one with time ``<= tau``). Only frames that some target
+    selects are converted to numpy, each once.
+    """
+
+    def __init__(self, targets: Sequence[float]):
+        self._order = sorted(range(len(targets)), key=lambda k: targets[k])
+        self._taus = [targets[k] for k in self._order]
+        self._next = 0  # first target (in sorted order) without a frame yet
+        self.arrays: List[Optional[np.ndarray]] = [None] * len(targets)
+        self.times: List[float] = [0.0] * len(targets)
+        self._prev = None  # (frame, time, cached ndarray or None)
+
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self._taus)
+
+    @property
+    def started(self) -> bool:
+        return self._prev is not None
+
+    def _assign_prev(self, upto: int) -> None:
+        frame, t, arr = self._prev
+        if upto > self._next and arr is None:
+            arr = frame.to_ndarray(format="rgb24")
+            self._prev = (frame, t, arr)
+        for j in range(self._next, upto):
+            self.arrays[self._order[j]] = arr
+            self.times[self._order[j]] = t
+        self._next = max(self._next, upto)
+
+    def push(self, frame, t: float) -> None:
+        if self._prev is None:
+            # Targets before the first frame take the first frame.
+            self._prev = (frame, t, None)
+            upto = bisect.bisect_right(self._taus, t - _TIME_EPS, lo=self._next)
+            self._assign_prev(upto)
+            return
+        # Targets strictly before this frame's time belong to the previous frame.
+        upto = bisect.bisect_left(self._taus, t - _TIME_EPS, lo=self._next)
+        self._assign_prev(upto)
+        self._prev = (frame, t, None)  # the previous frame's pixels are dropped unconverted
+
+    def finish(self) -> None:
+        """End of stream: the remaining targets repeat the last frame."""
+        if self._prev is None:
+            raise DecodeError("no video frames decoded")
+        self._assign_prev(len(self._taus))
+
+
+class _AudioPlacer:
+    """Writes resampled audio into per-clip buffers by the audio frames' timestamps."""
+
+    def __init__(self, starts: Sequence[float], num_samples: int, rate: int):
+        self.rate = rate
+        self.num_samples = num_samples
+        self.first = [int(round(s * rate)) for s in starts]  # first sample index of each clip
+        self.buffers = [np.zeros(num_samples, dtype=np.float32) for _ in starts]
+        self.end = max(self.first) + num_samples  # one past the last sample any clip needs
+        self.cursor: Optional[int] = None  # sample index just after the last placed frame
+
+    @property
+    def done(self) -> bool:
+        return self.cursor is not None and self.cursor >= self.end
+
+    def push(self, frame, origin: float) -> None:
+        t = _time(frame, None)
+        if t is None:
+            # No timestamp: continue where the previous frame ended.
+            offset = self.cursor if self.cursor is not None else 0
+        else:
+            offset = int(round((t - origin) * self.rate))
+        samples = frame.to_ndarray().reshape(-1)  # fltp mono -> (1, n) -> (n,)
+        n = samples.shape[0]
+        for first, buf in zip(self.first, self.buffers):
+            lo, hi = max(offset, first), min(offset + n, first + self.num_samples)
+            if lo < hi:
+                buf[lo - first:hi - first] = samples[lo - offset:hi - offset]
+        self.cursor = offset + n
+
+
+class VideoFile:
+    """An opened video file: read its duration, then decode clips in one pass.
+
+    Use through :func:`open_video` (a context manager) so the file is opened once for both steps.
+
+    Args:
+        path: any iopath path.
+        threads: let FFmpeg decode video with several threads (frame + slice threading).
+    """
+
+    def __init__(self, path: str, *, threads: bool = False):
+        self.path, self.threads = path, threads
+        try:
+            self._local = PathManager.get_local_path(path)
+        except Exception as err:  # missing remote file, no backend for the path, ...
+            raise DecodeError(f"cannot open {path}: {err}") from err
+        self._open()
+        vs = self.video_stream
+        # Clock origin: the video stream's first presentation time (may be > 0 with edit lists).
+        self.origin = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+        self._duration: Optional[float] = None
+        # Set once the pts are found unusable: frames are then timed by their dts (or position)
+        # relative to the first frame, which needs decoding from the start.
+        self._decode_order_times = False
+
+    def _open(self) -> None:
+        try:
+            self._container = av.open(self._local, mode="r", metadata_errors="ignore")
+        except Exception as err:  # missing file, not a media file, truncated header, ...
+            raise DecodeError(f"cannot open {self.path}: {err}") from err
+        if not self._container.streams.video:
+            self.close()
+            raise DecodeError(f"no video stream in {self.path}")
+        self.video_stream = self._container.streams.video[0]
+        if self.threads:
+            self.video_stream.thread_type = "AUTO"
+        audio = self._container.streams.audio
+        self.audio_stream = audio[0] if audio else None
+        self._consumed = False  # packets were read, so a decode from the start must rewind
+
+    def _rewind(self) -> None:
+        """Back to the first packet: seek to 0, or reopen where the format cannot seek (raw h264)."""
+        if not self._consumed:
+            return
+        try:
+            self._container.seek(0)
+            self._consumed = False
+        except av.FFmpegError:
+            self.close()
+            self._open()
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_stream is not None
+
+    def close(self) -> None:
+        self._container.close()
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds: stream duration, else container duration, else decode everything."""
+        if self._duration is None:
+            self._duration = self._read_duration()
+        return self._duration
+
+    def _read_duration(self) -> float:
+        vs = self.video_stream
+        if vs.duration is not None and vs.duration > 0:
+            return float(vs.duration * vs.time_base)
+        if self._container.duration is not None and self._container.duration > 0:
+            return float(Fraction(self._container.duration, av.time_base))
+        # Unknown from headers: count the frames (last time + one frame period).
+        first, last, count = None, None, 0
+        try:
+            self._rewind()
+            self._consumed = True
+            for frame in self._container.decode(self.video_stream):
+                t = _time(frame, None)
+                if t is not None:
+                    first = t if first is None else min(first, t)
+                    last = t if last is None else max(last, t)
+                count += 1
+        except av.FFmpegError as err:
+            raise DecodeError(f"error decoding {self.path}: {err}") from err
+        if count == 0:
+            raise DecodeError(f"no video frames in {self.path}")
+        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+        if last is None or first is None or last == first:
+            # No usable timestamps (e.g. a raw h264 stream): frames are one period apart.
+            return count / float(rate) if rate else float(count)
+        # Span of the timestamps plus the last frame's own duration.
+        period = float(1 / rate) if rate else (last - first) / max(1, count - 1)
+        return last - self.origin + period
+
+    def decode_clips(
+        self,
+        clip_starts: Sequence[float],
+        *,
+        num_frames: int,
+        frame_step: float,
+        audio_rate: Optional[int] = None,
+    ) -> DecodedClips:
+        """Decode all clips in one sequential pass; see :func:`decode_clips`."""
+        if num_frames < 1 or frame_step <= 0:
+            raise ValueError(f"need num_frames >= 1 and frame_step > 0, got {num_frames}, {frame_step}")
+        starts = [max(0.0, float(s)) for s in clip_starts]
+        if not starts:
+            raise ValueError("clip_starts is empty")
+        targets = [s + i * frame_step for s in starts for i in range(num_frames)]
+        want_audio = audio_rate is not None and self.audio_stream is not None
+        try:
+            duration = self.duration
+            frames, times, audio, count = self._decode_pass(starts, targets, num_frames, frame_step,
+                                                     audio_rate if want_audio else None)
+        except DecodeError:
+            raise
+        except (av.FFmpegError, OSError, EOFError, ValueError, MemoryError) as err:
+            raise DecodeError(f"error decoding {self.path}: {err}") from err
+
+        video, clip_times = [], []
+        for c in range(len(starts)):
+            sl = slice(c * num_frames, (c + 1) * num_frames)
+            # Repeated frames share one ndarray; stacking copies them into one (T, H, W, 3) block.
+            video.append(torch.from_numpy(np.stack(frames[sl])))
+            clip_times.append(times[sl])
+        audio_out = None
+        if audio_rate is not None:
+            if audio is None:  # no audio stream: silence of the right length
+                n = int(round(num_frames * frame_step * audio_rate))
+                audio = [np.zeros(n, np.float32) for _ in starts]
+            audio_out = [torch.from_numpy(b) for b in audio]
+        return DecodedClips(video=video, audio=audio_out, has_audio=self.has_audio,
+                            frame_times=clip_times, duration=duration, frames_decoded=count)
+
+    def _frame_time(self, frame, last_time: Optional[float], period: float,
+                    dts_anchor: Optional[int]) -> float:
+        """Seconds from the origin of a decoded video frame (frames arrive in presentation order).
+
+        Normally its pts. With unusable pts, the dts relative to the first frame's (decoders hand
+        out frames in presentation order, and dts are monotonic there). A frame with no usable
+        timestamp comes one frame period after the previous one.
+        """
+        if not self._decode_order_times:
+            t = _time(frame, None)
+            if t is None:
+                return last_time + period if last_time is not None else 0.0
+            t -= self.origin
+            if last_time is not None and t < last_time - _TIME_EPS:
+                raise _UnorderedTimestamps()
+            return t
+        if last_time is None:
+            return 0.0
+        if frame.dts is not None and dts_anchor is not None:
+            t = float((frame.dts - dts_anchor) * frame.time_base)
+            if t > last_time + _TIME_EPS:
+                return t
+        return last_time + period
+
+    def _decode_pass(self, starts, targets, num_frames, frame_step, audio_rate):
+        """Seek once near the earliest start and decode; fall back to decoding from the start."""
+        args = (starts, targets, num_frames, frame_step, audio_rate)
+        try:
+            if min(starts) > _NO_SEEK_BELOW and not self._decode_order_times:
+                try:
+                    return self._decode_from(min(starts), *args)
+                except _SeekOvershoot:
+                    # A broken index can put the "keyframe before" after the target.
+                    logger.debug("seek overshot in %s, decoding from the start", self.path)
+                except _SeekFailed:
+                    # Formats without an index (raw streams) cannot seek.
+                    logger.debug("cannot seek in %s, decoding from the start", self.path)
+            return self._decode_from(None, *args)
+        except _UnorderedTimestamps:
+            # The pts cannot be trusted: time the frames by their order from the first one.
+            logger.debug("unordered pts in %s, timing frames by decode order", self.path)
+            self._decode_order_times = True
+            return self._decode_from(None, *args)
+
+    def _decode_from(self, seek_to, starts, targets, num_frames, frame_step, audio_rate):
+        """One demux pass from ``seek_to`` seconds (None: from the first packet)."""
+        if seek_to is not None:
+            vs = self.video_stream
+            # Backward seek lands on the keyframe at or before the target; FFmpeg's mov demuxer
+            # moves the audio stream to the same time.
+            try:
+                self._container.seek(int(math.floor((seek_to + self.origin) / vs.time_base)),
+                                     backward=True, any_frame=False, stream=vs)
+            except av.FFmpegError as err:
+                raise _SeekFailed() from err
+        else:
+            self._rewind()
+        self._consumed = True
+        vs = self.video_stream  # after _rewind: a reopened container has new stream objects
+        selector = _FrameSelector(targets)
+        placer, resampler = None, None
+        streams = [vs]
+        if audio_rate is not None:
+            placer = _AudioPlacer(starts, int(round(num_frames * frame_step * audio_rate)),
+                                  audio_rate)
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=audio_rate)
+            streams.append(self.audio_stream)
+
+        rate = vs.average_rate or vs.guessed_rate
+        period = float(1 / rate) if rate else 0.0
+        last_time: Optional[float] = None
+        dts_anchor: Optional[int] = None
+        count = 0
+        for packet in self._container.demux(streams):
+            video_done, audio_done = selector.done, placer is None or placer.done
+            if video_done and audio_done:
+                break  # past the last clip end: stop reading the file
+            if packet.stream.index == vs.index:
+                if video_done:
+                    continue  # keep demuxing only for the audio
+                for frame in packet.decode():
+                    t = self._frame_time(frame, last_time, period, dts_anchor)
+                    if last_time is None:
+                        dts_anchor = frame.dts
+                        if seek_to is not None and t > seek_to + _TIME_EPS:
+                            raise _SeekOvershoot()
+                    last_time = t
+                    count += 1
+                    selector.push(frame, t)
+            elif not audio_done:
+                for frame in packet.decode():
+                    for rframe in resampler.resample(frame):
+                        placer.push(rframe, self.origin)
+        else:
+            # End of file (demux already flushed the decoders): flush the resampler's tail.
+            if placer is not None and not placer.done:
+                for rframe in resampler.resample(None):
+                    placer.push(rframe, self.origin)
+        if not selector.started:
+            if seek_to is not None:
+                # Inexact seeking (e.g. MPEG-TS) can land past the only keyframes: no frame at all.
+                raise _SeekOvershoot()
+            raise DecodeError(f"no video frames decoded from {self.path}")
+        selector.finish()
+        buffers = placer.buffers if placer is not None else None
+        return selector.arrays, selector.times, buffers, count
+
+
+@contextlib.contextmanager
+def open_video(path: str, *, threads: bool = False) -> Iterator[VideoFile]:
+    """Open ``path`` for reading its duration and decoding clips; raises :class:`DecodeError`."""
+    video = VideoFile(path, threads=threads)
+    try:
+        yield video
+    finally:
+        video.close()
+
+
+def decode_clips(
+    path: str,
+    clip_starts: Sequence[float],
+    *,
+    num_frames: int,
+    frame_step: float,
+    audio_rate: Optional[int] = None,
+    threads: bool = False,
+) -> DecodedClips:
+    """Decode several clips (and their audio) from one video in a single sequential pass.
+
+    The file is demuxed once, video and audio together: one seek to the keyframe before the earliest
+    start (none when it is ~0), decoding stops once every clip's last frame and audio sample is
+    known. Only selected frames are converted to RGB arrays.
+
+    Args:
+        path: video file (any iopath path).
+        clip_starts: start time of each clip in seconds from the first video frame.
+        num_frames: frames per clip (T).
+        frame_step: seconds between sampled frames (``DATA.SAMPLING_RATE / DATA.TARGET_FPS``).
+        audio_rate: sample rate in Hz of the returned mono audio, or None for no audio.
+        threads: multi-threaded video decoding (``stream.thread_type = "AUTO"``).
+
+    Returns:
+        :class:`DecodedClips` with per clip a uint8 (T, H, W, 3) tensor and, with ``audio_rate``, a
+        float32 (S,) waveform, S = round(T * frame_step * audio_rate), covering
+        [start, start + T * frame_step); missing audio (none in the file, past its end) is zero.
+
+    Raises:
+        DecodeError: the file cannot be decoded.
+    """
+    with open_video(path, threads=threads) as video:
+        return video.decode_clips(clip_starts, num_frames=num_frames, frame_step=frame_step,
+                                  audio_rate=audio_rate)
+
+
+def get_duration(path: str) -> float:
+    """Duration of the video stream of ``path`` in seconds.
+
+    Stream duration x time base when the header has it, else the container duration, else found by
+    decoding every frame.
+
+    Raises:
+        DecodeError: the file cannot be opened or has no video.
+    """
+    with open_video(path) as video:
+        return video.duration

@@ -1,0 +1,102 @@
+"""Data loaders: a registered dataset, a per-process batch and a DistributedSampler when distributed.
+
+A batch is the default collate of the dataset's sample dicts::
+
+    "video": [ (B, C, T, H, W) ] * V     "audio": [ (B, S) ] * V   (with STICA.AUDIO.ENABLE)
+    "label", "index", "skipped": (B,) int64     "valid": (B,) bool
+"""
+
+from typing import Optional
+
+import torch.distributed as dist
+from fvcore.common.config import CfgNode
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from stica_slowfast.registry import get_dataset_class
+
+__all__ = ["build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size"]
+
+SPLITS = ("train", "val", "test")
+
+
+def _is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if _is_dist() else 1
+
+
+def _rank() -> int:
+    return dist.get_rank() if _is_dist() else 0
+
+
+def per_process_batch_size(global_batch: int, world_size: int) -> int:
+    """Split a global batch evenly over ``world_size`` processes.
+
+    Raises:
+        ValueError: when it does not divide evenly or leaves a process with an empty batch.
+    """
+    if global_batch <= 0 or global_batch % world_size or global_batch // world_size == 0:
+        raise ValueError(
+            f"global batch size {global_batch} must be a positive multiple of the number of "
+            f"processes ({world_size})")
+    return global_batch // world_size
+
+
+def build_dataset(cfg: CfgNode, split: str) -> Dataset:
+    """The dataset of ``split``: TRAIN.DATASET for train and val (as PySlowFast), TEST.DATASET for test."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    name = cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
+    return get_dataset_class(name)(cfg, split)
+
+
+def construct_loader(cfg: CfgNode, split: str) -> DataLoader:
+    """Build the data loader of ``split`` for this process.
+
+    Args:
+        cfg: full config (TRAIN.*, TEST.*, DATA.*, DATA_LOADER.*, NUM_GPUS).
+        split: "train", "val" or "test".
+
+    Returns:
+        A DataLoader with batch TRAIN.BATCH_SIZE (train) or TEST.BATCH_SIZE (val/test) divided by the
+        world size. Train shuffles and drops the last incomplete batch; val/test keep order and every
+        video. With more than one process a DistributedSampler shards the videos.
+    """
+    dataset = build_dataset(cfg, split)
+    is_train = split == "train"
+    world = _world_size()
+    batch = per_process_batch_size(cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE, world)
+    sampler: Optional[DistributedSampler] = None
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=_rank(), shuffle=is_train,
+                                     drop_last=is_train)
+    workers = int(cfg.DATA_LOADER.NUM_WORKERS)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=is_train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        # Pinned memory only helps host-to-GPU copies.
+        pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and cfg.NUM_GPUS > 0,
+        drop_last=is_train,
+        # Keep workers (and their RNG streams and opened libraries) alive across epochs.
+        persistent_workers=workers > 0,
+    )
+
+
+def shuffle_dataset(loader: DataLoader, epoch: int) -> None:
+    """Give the loader's DistributedSampler the epoch, so each epoch shuffles differently.
+
+    Without a DistributedSampler (one process) the DataLoader reshuffles by itself; nothing to do.
+    """
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    inner = getattr(batch_sampler, "sampler", None)
+    if inner is not sampler and isinstance(inner, DistributedSampler):
+        inner.set_epoch(epoch)

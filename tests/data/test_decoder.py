@@ -1,0 +1,251 @@
+"""Decoder: which frames are selected, audio alignment, one-pass seeking, errors, clip starts."""
+
+import math
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from stica_slowfast.data.av_writer import write_video
+from stica_slowfast.data.decoder import (
+    DecodeError,
+    decode_clips,
+    get_clip_starts,
+    get_duration,
+    open_video,
+)
+
+H, W = 48, 64
+LEVEL0, LEVEL_STEP = 8, 3  # frame i is a flat grey of LEVEL0 + LEVEL_STEP * i
+
+
+def numbered_frames(n: int) -> np.ndarray:
+    """Frames whose grey level encodes their index (recoverable after h264 within +-1 level)."""
+    levels = LEVEL0 + LEVEL_STEP * np.arange(n)
+    assert levels[-1] <= 255
+    return np.broadcast_to(levels[:, None, None, None], (n, H, W, 3)).astype(np.uint8)
+
+
+def frame_indices(clip: torch.Tensor) -> list:
+    """Source frame index of each decoded frame of a (T, H, W, 3) clip."""
+    return [round((float(f.float().mean()) - LEVEL0) / LEVEL_STEP) for f in clip]
+
+
+def tone(duration: float, rate: int, onset: float) -> np.ndarray:
+    """Silence, then a 440 Hz tone from ``onset`` seconds on."""
+    t = np.arange(int(round(duration * rate))) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t) * (t >= onset)).astype(np.float32)
+
+
+def onset(wave: torch.Tensor, threshold: float = 0.05) -> int:
+    loud = np.flatnonzero(np.abs(wave.numpy()) > threshold)
+    return int(loud[0]) if len(loud) else -1
+
+
+def write_with_gop(path, frames, fps, gop, audio=None, audio_rate=16000):
+    """Like write_video but with a keyframe every ``gop`` frames, so seeking really skips data."""
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.options = {"g": str(gop), "keyint_min": str(gop), "preset": "veryfast"}
+        astream = c.add_stream("aac", rate=audio_rate, layout="mono") if audio is not None else None
+        for f in frames:
+            c.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(vs.encode())
+        if astream is not None:
+            for s in range(0, len(audio), 1024):
+                af = av.AudioFrame.from_ndarray(audio[None, s:s + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts = audio_rate, s
+                c.mux(astream.encode(af))
+            c.mux(astream.encode())
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    paths = {
+        "v25": d / "v25.mp4",      # 2 s at 25 fps, tone from 1.0 s (22050 Hz source)
+        "v12": d / "v12.mp4",      # 2.5 s at 12 fps, no audio
+        "gop": d / "gop.mp4",      # 3 s at 25 fps, keyframe every 5 frames, tone from 2.2 s
+    }
+    write_video(str(paths["v25"]), numbered_frames(50), fps=25, audio=tone(2.0, 22050, 1.0),
+                audio_rate=22050)
+    write_video(str(paths["v12"]), numbered_frames(30), fps=12)
+    write_with_gop(paths["gop"], numbered_frames(75), 25, 5, audio=tone(3.0, 16000, 2.2))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def expected_indices(start, num_frames, step, fps, n_src):
+    """Latest source frame i with i / fps <= tau, computed independently of the decoder."""
+    return [min(math.floor((start + i * step) * fps + 1e-9), n_src - 1) for i in range(num_frames)]
+
+
+def test_duration(videos):
+    assert get_duration(videos["v25"]) == pytest.approx(2.0, abs=1e-6)
+    assert get_duration(videos["v12"]) == pytest.approx(2.5, abs=1e-6)
+
+
+def test_selects_latest_frame_25fps_to_30fps(videos):
+    # DATA.SAMPLING_RATE 2 at TARGET_FPS 30: one frame every 2/30 s.
+    step = 2 / 30
+    starts = [0.0, 0.5, 0.93]
+    out = decode_clips(videos["v25"], starts, num_frames=8, frame_step=step, audio_rate=None)
+    assert out.audio is None and out.has_audio
+    for start, clip in zip(starts, out.video):
+        assert clip.shape == (8, H, W, 3) and clip.dtype == torch.uint8
+        assert frame_indices(clip) == expected_indices(start, 8, step, 25, 50)
+    # 0.5 s at 25 fps is frame 12.5 -> 12; then +1.67 frames each step.
+    assert frame_indices(out.video[1]) == [12, 14, 15, 17, 19, 20, 22, 24]
+
+
+def test_upsamples_12fps_to_30fps_by_repeating(videos):
+    step = 1 / 30  # SAMPLING_RATE 1 at TARGET_FPS 30: every target frame
+    out = decode_clips(videos["v12"], [0.0, 1.0], num_frames=10, frame_step=step)
+    assert frame_indices(out.video[0]) == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert frame_indices(out.video[1]) == expected_indices(1.0, 10, step, 12, 30)
+    assert not out.has_audio
+
+
+def test_clip_past_end_repeats_last_frame(videos):
+    out = decode_clips(videos["v25"], [1.8], num_frames=8, frame_step=0.1)
+    assert frame_indices(out.video[0]) == [45, 47, 49, 49, 49, 49, 49, 49]
+    assert out.frame_times[0][-1] == pytest.approx(49 / 25)
+
+
+def test_one_pass_seeks_and_stops_early(videos):
+    step = 0.1
+    # One clip late in the file: the seek skips to the keyframe at frame 50 and decoding stops
+    # at the first frame after the last target (2.7 s -> frame 68).
+    out = decode_clips(videos["gop"], [2.0], num_frames=8, frame_step=step)
+    assert frame_indices(out.video[0]) == expected_indices(2.0, 8, step, 25, 75)
+    assert out.frames_decoded == 69 - 50
+    # A clip at the start never reads the end of the file.
+    out = decode_clips(videos["gop"], [0.0], num_frames=8, frame_step=step)
+    assert out.frames_decoded == 19
+    # Several clips (not sorted) in one pass keep their order and match separate decodes.
+    starts = [2.2, 0.43, 1.31]
+    out = decode_clips(videos["gop"], starts, num_frames=8, frame_step=step)
+    assert out.frames_decoded <= 75 - 10  # decoding started at the keyframe before 0.43 s (frame 10)
+    for start, clip in zip(starts, out.video):
+        single = decode_clips(videos["gop"], [start], num_frames=8, frame_step=step).video[0]
+        assert frame_indices(clip) == expected_indices(start, 8, step, 25, 75)
+        assert torch.equal(clip, single)
+
+
+def test_threaded_decode_matches(videos):
+    a = decode_clips(videos["gop"], [0.3, 1.7], num_frames=6, frame_step=0.2)
+    b = decode_clips(videos["gop"], [0.3, 1.7], num_frames=6, frame_step=0.2, threads=True)
+    for x, y in zip(a.video, b.video):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_audio_aligned_to_clip(videos, rate):
+    num_frames, step = 8, 2 / 30
+    n = round(num_frames * step * rate)
+    out = decode_clips(videos["v25"], [0.7, 0.1, 1.2], num_frames=num_frames, frame_step=step,
+                       audio_rate=rate)
+    assert [a.shape for a in out.audio] == [(n,)] * 3
+    assert all(a.dtype == torch.float32 for a in out.audio)
+    tol = round(0.004 * rate)  # 4 ms
+    # Tone starts at 1.0 s: 0.3 s into the clip starting at 0.7 s.
+    assert abs(onset(out.audio[0]) - round(0.3 * rate)) <= tol
+    assert onset(out.audio[1]) == -1  # [0.1, 0.63) s is silent
+    assert onset(out.audio[2]) <= tol  # already sounding
+    # The tone has the right pitch after resampling: zero crossings of a 440 Hz sine.
+    tail = out.audio[2].numpy()
+    crossings = np.sum(np.diff(np.signbit(tail)) != 0)
+    assert crossings == pytest.approx(2 * 440 * len(tail) / rate, rel=0.05)
+
+
+def test_audio_after_seek_and_past_end(videos):
+    rate, step = 16000, 0.1
+    # Seeking to 1.9 s; the tone starts at 2.2 s -> 0.3 s into the clip.
+    out = decode_clips(videos["gop"], [1.9, 2.5], num_frames=8, frame_step=step, audio_rate=rate)
+    assert abs(onset(out.audio[0]) - round(0.3 * rate)) <= round(0.004 * rate)
+    # The second clip covers [2.5, 3.3) s; the file ends at 3.0 s: the rest is zero-padded.
+    tail = out.audio[1].numpy()
+    assert len(tail) == round(0.8 * rate)
+    assert np.abs(tail[: round(0.45 * rate)]).max() > 0.3
+    assert np.abs(tail[round(0.55 * rate):]).max() == 0.0
+
+
+def test_no_audio_stream_gives_silence(videos):
+    out = decode_clips(videos["v12"], [0.2, 1.0], num_frames=4, frame_step=0.25, audio_rate=11025)
+    assert out.has_audio is False
+    assert [a.shape for a in out.audio] == [(11025,)] * 2
+    assert all(float(a.abs().max()) == 0.0 for a in out.audio)
+
+
+def test_open_once_for_duration_and_clips(videos):
+    with open_video(videos["v25"]) as vf:
+        assert vf.duration == pytest.approx(2.0)
+        starts = get_clip_starts(vf.duration, 0.5, 3, mode="uniform")
+        out = vf.decode_clips(starts, num_frames=5, frame_step=0.1)
+    assert starts == pytest.approx([0.0, 0.75, 1.5])
+    assert frame_indices(out.video[2]) == expected_indices(1.5, 5, 0.1, 25, 50)
+
+
+def test_undecodable_files_raise_decode_error(tmp_path, videos):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    data = open(videos["v25"], "rb").read()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for path in [junk, truncated, empty, tmp_path / "missing.mp4"]:
+        with pytest.raises(DecodeError):
+            decode_clips(str(path), [0.0], num_frames=4, frame_step=0.1)
+        with pytest.raises(DecodeError):
+            get_duration(str(path))
+
+
+def test_audio_only_file_has_no_video(tmp_path):
+    path = tmp_path / "audio.m4a"
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=16000, layout="mono")
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 16000, 0
+        c.mux(s.encode(f))
+        c.mux(s.encode())
+    with pytest.raises(DecodeError, match="no video stream"):
+        decode_clips(str(path), [0.0], num_frames=2, frame_step=0.1)
+
+
+def test_clip_starts_random():
+    starts = get_clip_starts(10.0, 2.0, 1000, mode="random", rng=np.random.default_rng(0))
+    assert min(starts) >= 0.0 and max(starts) <= 8.0
+    assert np.mean(starts) == pytest.approx(4.0, abs=0.3)  # uniform on [0, 8]
+    again = get_clip_starts(10.0, 2.0, 1000, mode="random", rng=np.random.default_rng(0))
+    assert starts == again
+    # A video shorter than a clip can only start at 0.
+    assert get_clip_starts(1.0, 2.0, 3, mode="random", rng=np.random.default_rng(0)) == [0.0] * 3
+
+
+def test_clip_starts_uniform():
+    assert get_clip_starts(10.0, 2.0, 1, mode="uniform") == [4.0]  # centred
+    assert get_clip_starts(10.0, 2.0, 5, mode="uniform") == pytest.approx([0, 2, 4, 6, 8])
+    assert get_clip_starts(1.0, 2.0, 2, mode="uniform") == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        get_clip_starts(10.0, 2.0, 2, mode="middle")
+
+
+@pytest.mark.parametrize("fmt", ["h264", "avi", "mpegts", "matroska"])
+def test_other_containers(tmp_path, fmt):
+    """Raw h264 (no timestamps, no index, no duration: found by decoding), AVI with B-frames
+    (the demuxer's pts are out of order), MPEG-TS (start time > 0, inexact seeking), MKV."""
+    path = str(tmp_path / f"v.{fmt}")
+    with av.open(path, "w", format=fmt) as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.options = {"bframes": "3", "preset": "veryfast"}
+        for f in numbered_frames(50):
+            c.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(vs.encode())
+    assert get_duration(path) == pytest.approx(2.0, abs=1e-3)
+    starts = [1.2, 0.0, 1.0]
+    out = decode_clips(path, starts, num_frames=5, frame_step=0.2)
+    for start, clip in zip(starts, out.video):
+        assert frame_indices(clip) == expected_indices(start, 5, 0.2, 25, 50)
