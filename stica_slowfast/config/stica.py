@@ -30,23 +30,28 @@ def add_solver_config(stica: CfgNode) -> None:
 
 def add_synthetic_config(stica: CfgNode) -> None:
     stica.SYNTHETIC = CfgNode()
-    # Generate the synthetic audio-visual dataset into OUTPUT_DIR/synthetic_data when
-    # DATA.PATH_TO_DATA_DIR is empty (the demo configs). The class count is MODEL.NUM_CLASSES.
+    # Generate the synthetic audio-visual dataset (stica_slowfast.data.synthetic) into
+    # OUTPUT_DIR/synthetic_data when DATA.PATH_TO_DATA_DIR is empty (the demo configs). The class
+    # count is MODEL.NUM_CLASSES (1 to 120: each class needs its own shape x trajectory and tone).
     stica.SYNTHETIC.ENABLE = False
-    # Videos per class in each split.
+    # Videos per class in each split (integers >= 0): train.csv + trainlist01.txt, val.csv,
+    # test.csv + testlist01.txt.
     stica.SYNTHETIC.TRAIN_PER_CLASS = 24
     stica.SYNTHETIC.VAL_PER_CLASS = 4
     stica.SYNTHETIC.TEST_PER_CLASS = 6
-    # Frame size in pixels and frame rate in frames/s of the generated videos.
+    # Frame width and height in pixels (even, >= 16).
     stica.SYNTHETIC.WIDTH = 96
     stica.SYNTHETIC.HEIGHT = 80
+    # Frame rate in frames/s (> 0; fractional rates such as 29.97 are allowed).
     stica.SYNTHETIC.FPS = 25
-    # Length of each video in seconds.
+    # Length of each video in seconds (> 0, at least 2 frames).
     stica.SYNTHETIC.DURATION = 3.0
-    # Audio sample rate of the generated files in Hz.
+    # Audio sample rate of the generated files in Hz (an AAC rate >= 8000: 16000, 22050, 44100...).
     stica.SYNTHETIC.AUDIO_RATE = 22050
-    # Seed of the generator (the same seed writes the same dataset).
+    # Seed of the generator (integer >= 0; the same seed writes the same dataset).
     stica.SYNTHETIC.SEED = 0
+    # Processes encoding videos in parallel (0 = one per CPU core); does not change the content.
+    stica.SYNTHETIC.WORKERS = 1
 
 
 def add_stica_config(cfg: CfgNode) -> CfgNode:

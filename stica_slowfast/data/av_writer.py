@@ -1,5 +1,6 @@
 """Write real h264/aac mp4 files with PyAV (used by the synthetic dataset and the tests)."""
 
+from fractions import Fraction
 from typing import Optional
 
 import av
@@ -35,7 +36,8 @@ def write_video(
     if height % 2 or width % 2:
         raise ValueError(f"frame size must be even for yuv420p, got {width}x{height}")
     with PathManager.open(path, "wb") as f, av.open(f, mode="w", format="mp4") as container:
-        vstream = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
+        # PyAV wants an int or Fraction rate; 29.97 -> 30000/1001
+        vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         vstream.options = {"crf": str(crf), "preset": "veryfast"}
         astream = None
