@@ -3,18 +3,22 @@
 Each class is a pair of independent recipes, so that the label can be recovered from the video
 alone and, separately, from the audio alone:
 
-* video: a moving object of one SHAPE following one TRAJECTORY (e.g. a disc moving in a circle);
+* video: a moving object of one SHAPE following one TRAJECTORY (e.g. a disc moving in a circle),
+  coloured around a class HUE;
 * audio: a tone in one PITCH band played with one RHYTHM and one TIMBRE (e.g. a rising chirp).
 
 Class names spell the recipe, e.g. ``disc_circular_495hz_chirpup`` (``_reed`` / ``_buzz`` is appended
-when the timbre is not a pure sine). Classes are laid out on a near-square grid of each pair of
-factors, so with more than a couple of classes every shape is shared by several trajectories and
-vice versa: a single frame shows the shape but not the motion, and the class needs both.
+when the timbre is not a pure sine). Class k takes factor values ``k mod n`` of each factor (n values),
+so up to 10 classes every class has its own shape, its own trajectory, its own pitch band (up to 6)
+and its own rhythm (up to 8): appearance, motion and sound each identify the class on their own,
+while the per-video nuisances below keep each cue from being trivial. Past the point where these
+diagonal combinations repeat, the remaining combinations of the factor grid are used in order.
 
 Every video draws its own nuisances from a seed derived from (seed, split, label, index), so the
 dataset is deterministic for a seed and independent of the number of worker processes:
 
-* video: start phase, speed, direction, object size and orientation, object colour, background
+* video: start phase, speed, direction, object size and orientation, object hue (+-13 degrees),
+  saturation and brightness, background
   colour with a smooth texture and fine grain, a static distractor object of a random shape,
   per-frame noise and a slight global flicker;
 * audio: pitch (a few percent), rhythm rate and phase, loudness, a quieter distractor tone of random
@@ -58,7 +62,7 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 # Bump when the content for a given seed changes: an existing dataset of another version is refused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 SPLITS = ("train", "val", "test")
 
@@ -88,6 +92,7 @@ AAC_SAMPLE_RATES = (
 _BASE_MOTION_HZ = 0.5  # trajectory cycles per second before the per-video speed factor
 _MIN_SIDE = 16  # smallest frame side in pixels that still draws recognisable shapes
 _MARKER = ".complete"
+_HUE_JITTER = 0.035  # per-video hue deviation from the class hue (fraction of the colour wheel)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class ClassSpec:
         pitch_hz: nominal fundamental of the tone in Hz (one of :data:`PITCH_BANDS_HZ`).
         rhythm: entry of :data:`RHYTHMS`.
         timbre: key of :data:`TIMBRES`.
+        hue: hue in [0, 1) around which the moving object's colour is drawn.
     """
 
     label: int
@@ -111,6 +117,7 @@ class ClassSpec:
     pitch_hz: int
     rhythm: str
     timbre: str
+    hue: float
 
 
 # ------------------------------------------------------------------------------------------------ #
@@ -123,24 +130,35 @@ def max_num_classes() -> int:
     return min(num_visual, num_audio)
 
 
-def _grid_shape(num: int, size_a: int, size_b: int) -> Tuple[int, int]:
-    """Rows and columns of the most square grid with >= ``num`` cells within ``size_a`` x ``size_b``."""
-    rows = min(size_a, math.ceil(math.sqrt(num)))
-    cols = max(math.ceil(num / rows), min(rows, size_b))  # square when possible: 2 classes -> 2 x 2
-    if cols > size_b:
-        cols = size_b
-        rows = math.ceil(num / cols)
-    return rows, cols
+def _van_der_corput(index: int) -> float:
+    """The ``index``-th point of the base-2 van der Corput sequence: 0, 1/2, 1/4, 3/4, 1/8, ..."""
+    value, scale = 0.0, 0.5
+    while index:
+        value += scale * (index & 1)
+        index, scale = index >> 1, scale / 2
+    return value
 
 
-def _grid_cells(num: int, size_a: int, size_b: int) -> List[Tuple[int, int]]:
-    """``num`` distinct (a, b) index pairs covering a near-square grid as evenly as possible.
+def _factor_cells(num: int, sizes: Sequence[int]) -> List[Tuple[int, ...]]:
+    """``num`` distinct index tuples into a factor grid of ``sizes``, in a fixed, prefix-stable order.
 
-    Cells are taken along wrapped diagonals, (a, (a + r) mod cols) for r = 0, 1, ..., so the first
-    classes differ in both factors and every row and column is used about equally often.
+    First the diagonal ``(k mod n_1, k mod n_2, ...)`` for k = 0, 1, ... while it yields new tuples (so
+    the first classes differ in every factor), then the remaining grid cells in lexicographic order.
     """
-    rows, cols = _grid_shape(num, size_a, size_b)
-    return [(i % rows, (i % rows + i // rows) % cols) for i in range(num)]
+    cells: List[Tuple[int, ...]] = []
+    seen = set()
+    for k in range(math.lcm(*sizes)):
+        cell = tuple(k % n for n in sizes)
+        if len(cells) == num:
+            return cells
+        cells.append(cell)
+        seen.add(cell)
+    for cell in np.ndindex(*sizes):
+        if len(cells) == num:
+            break
+        if cell not in seen:
+            cells.append(tuple(int(c) for c in cell))
+    return cells
 
 
 def class_specs(num_classes: int) -> List[ClassSpec]:
@@ -159,17 +177,18 @@ def class_specs(num_classes: int) -> List[ClassSpec]:
             f"{len(PITCH_BANDS_HZ)} pitches x {len(RHYTHMS)} rhythms x {len(TIMBRES)} timbres for the "
             f"audio, and every class needs a distinct combination of each"
         )
-    visual = _grid_cells(num_classes, len(SHAPES), len(TRAJECTORIES))
-    audio = _grid_cells(num_classes, len(PITCH_BANDS_HZ), len(RHYTHMS) * len(TIMBRES))
+    visual = _factor_cells(num_classes, (len(SHAPES), len(TRAJECTORIES)))
+    audio = _factor_cells(num_classes, (len(PITCH_BANDS_HZ), len(RHYTHMS), len(TIMBRES)))
     timbres = list(TIMBRES)
     specs = []
-    for label, ((shape, traj), (band, tone)) in enumerate(zip(visual, audio)):
-        rhythm, timbre = RHYTHMS[tone % len(RHYTHMS)], timbres[tone // len(RHYTHMS)]
+    for label, ((shape, traj), (band, rhythm_idx, timbre_idx)) in enumerate(zip(visual, audio)):
+        rhythm, timbre = RHYTHMS[rhythm_idx], timbres[timbre_idx]
         name = f"{SHAPES[shape]}_{TRAJECTORIES[traj]}_{PITCH_BANDS_HZ[band]}hz_{rhythm}"
         if timbre != "pure":
             name += f"_{timbre}"
+        hue = _van_der_corput(label)  # evenly spread for 2^n classes, well spread for any count
         specs.append(
-            ClassSpec(label, name, SHAPES[shape], TRAJECTORIES[traj], PITCH_BANDS_HZ[band], rhythm, timbre)
+            ClassSpec(label, name, SHAPES[shape], TRAJECTORIES[traj], PITCH_BANDS_HZ[band], rhythm, timbre, hue)
         )
     return specs
 
@@ -324,9 +343,16 @@ def _contrasting_colour(
     return best
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _object_colour(rng: np.random.Generator, hue: float) -> np.ndarray:
+    """An RGB colour (0..255) of hue ``hue`` +- jitter with random saturation and brightness."""
+    h = (hue + rng.uniform(-_HUE_JITTER, _HUE_JITTER)) % 1.0
+    sat, val = rng.uniform(0.6, 1.0), rng.uniform(0.65, 1.0)
+    rgb = np.clip(np.abs((h * 6 + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)  # pure hue
+    return 255 * val * (1 - sat + sat * rgb)
+
+
+def _background(rng: np.random.Generator, height: int, width: int, base: np.ndarray) -> np.ndarray:
     """A textured background (H, W, 3) float: base colour + smooth coloured blotches + fine grain."""
-    base = rng.uniform(20, 235, size=3)
     blotches = _smooth_noise(rng, height, width, cell=min(height, width) / rng.uniform(2.0, 5.0))
     tint = rng.uniform(0.5, 1.0, size=3)
     grain = rng.standard_normal((height, width, 1))
@@ -352,23 +378,24 @@ def render_video(
     """
     t = np.arange(num_frames) / float(fps)
     xs, ys, scales = _trajectory(spec.trajectory, t, rng)
-    radius = 0.16 * min(width, height) * rng.uniform(0.8, 1.2)
+    radius = 0.22 * min(width, height) * rng.uniform(0.8, 1.2)
     angle = math.radians(rng.uniform(-20, 20))
     margin = radius * float(scales.max())
     cxs = margin + xs * (width - 2 * margin)
     cys = margin + ys * (height - 2 * margin)
 
-    background = _background(rng, height, width)
-    base = background.mean(axis=(0, 1))
-    colour = _contrasting_colour(rng, base)
-    if rng.uniform() < 0.7:  # a static distractor of a random shape, drawn below the object
+    colour = _object_colour(rng, spec.hue)
+    base = _contrasting_colour(rng, colour)
+    background = _background(rng, height, width, np.clip(base, 20, 235))
+    if rng.uniform() < 0.4:  # a static distractor of a random shape, drawn below the object
         d_shape = SHAPES[rng.integers(len(SHAPES))]
         d_radius = radius * rng.uniform(0.6, 1.0)
         d_x = rng.uniform(d_radius, width - d_radius)
         d_y = rng.uniform(d_radius, height - d_radius)
         d_angle = math.radians(rng.uniform(-180, 180))
         box, cov = _shape_coverage(d_shape, height, width, d_x, d_y, d_radius, d_angle)
-        d_colour = _contrasting_colour(rng, base)
+        d_colour = np.full(3, rng.uniform(0, 255))  # grey: the class hue stays the moving object's
+        d_colour = _contrasting_colour(rng, base) if rng.uniform() < 0.5 else d_colour
         background[box] += cov[..., None] * (d_colour - background[box])
 
     noise_std = rng.uniform(2.0, 7.0)

@@ -71,13 +71,24 @@ def test_class_specs_distinct_in_each_modality(num_classes):
     assert all(s.name.startswith(f"{s.shape}_{s.trajectory}_{s.pitch_hz}hz_{s.rhythm}") for s in specs)
 
 
-@pytest.mark.parametrize("num_classes", [4, 8, 9, 12, 16, 100])
-def test_no_single_factor_gives_the_class_away(num_classes):
-    # Every shape and every trajectory is shared by several classes: motion and appearance both matter.
+@pytest.mark.parametrize("num_classes", [4, 8, 10])
+def test_up_to_ten_classes_each_cue_alone_identifies_the_class(num_classes):
+    # Shape, trajectory and hue are each unique per class: appearance and motion each carry the label.
     specs = class_specs(num_classes)
-    for factor in ("shape", "trajectory", "pitch_hz"):
-        counts = Counter(getattr(s, factor) for s in specs)
-        assert min(counts.values()) >= 2, (factor, counts)
+    for factor in ("shape", "trajectory", "hue"):
+        assert len({getattr(s, factor) for s in specs}) == num_classes, factor
+    assert len({s.pitch_hz for s in specs}) == min(num_classes, len(synthetic.PITCH_BANDS_HZ))
+    hues = sorted(s.hue for s in specs)
+    gaps = np.diff(hues + [hues[0] + 1])
+    assert gaps.min() >= 1 / 16  # hues stay apart on the colour wheel
+
+
+@pytest.mark.parametrize("num_classes", [9, 16, 61, 100, 120])
+def test_recipes_stay_distinct_for_many_classes(num_classes):
+    specs = class_specs(num_classes)
+    assert len({(s.shape, s.trajectory) for s in specs}) == num_classes
+    assert len({(s.pitch_hz, s.rhythm, s.timbre) for s in specs}) == num_classes
+    assert [s.name for s in specs[:8]] == [s.name for s in class_specs(8)]  # prefix-stable
 
 
 def test_two_classes_differ_in_every_factor():
@@ -334,7 +345,8 @@ def test_each_modality_separates_classes_with_per_video_variation(dataset):
     trajectory = np.array([sorted({c.trajectory for c in classes}).index(classes[k].trajectory)
                            for k in labels])
     pitch = np.array([classes[k].pitch_hz for k in labels])
-    assert _nearest_mean_accuracy(video_feats[:, :5], trajectory) >= 0.9
+    # (8 distinct trajectories here, chance 1/8)
+    assert _nearest_mean_accuracy(video_feats[:, :5], trajectory) >= 0.75
     assert _nearest_mean_accuracy(audio_feats, pitch) >= 0.8
     # Not trivial: videos of a class differ (appearance, phase, noise), in pixels and in features.
     for feats in (video_feats, audio_feats):
