@@ -8,28 +8,16 @@ A batch is the default collate of the dataset's sample dicts::
 
 from typing import Optional
 
-import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from stica_slowfast.registry import get_dataset_class
+from stica_slowfast.utils import distributed as du
 
 __all__ = ["build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size"]
 
 SPLITS = ("train", "val", "test")
-
-
-def _is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if _is_dist() else 1
-
-
-def _rank() -> int:
-    return dist.get_rank() if _is_dist() else 0
 
 
 def per_process_batch_size(global_batch: int, world_size: int) -> int:
@@ -67,11 +55,11 @@ def construct_loader(cfg: CfgNode, split: str) -> DataLoader:
     """
     dataset = build_dataset(cfg, split)
     is_train = split == "train"
-    world = _world_size()
+    world = du.get_world_size()
     batch = per_process_batch_size(cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE, world)
     sampler: Optional[DistributedSampler] = None
     if world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=_rank(), shuffle=is_train,
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=du.get_rank(), shuffle=is_train,
                                      drop_last=is_train)
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
     return DataLoader(

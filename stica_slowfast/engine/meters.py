@@ -19,6 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
+from stica_slowfast.utils import distributed as du
+
 __all__ = [
     "topk_accuracies",
     "aggregate_views",
@@ -26,20 +28,7 @@ __all__ = [
     "SmoothedValue",
     "ScalarMeter",
     "all_reduce_mean",
-    "is_dist_ready",
 ]
-
-
-def is_dist_ready() -> bool:
-    """True when torch.distributed is initialised with more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _comm_device() -> torch.device:
-    """Device collectives need: NCCL only moves CUDA tensors, gloo takes CPU tensors."""
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 # ------------------------------------------------------------------------------------------------ #
@@ -169,9 +158,9 @@ class TestMeter:
 
         Every rank must call it. Uses only ``all_reduce`` (SUM and MAX), which gloo and NCCL support.
         """
-        if not is_dist_ready():
+        if du.get_world_size() == 1:
             return
-        device = _comm_device()
+        device = du.comm_device()
         seen = self.seen.to(device=device, dtype=torch.float32)
         # Zero unseen rows so that they add nothing; the count says how many ranks saw each video.
         scores = (self.scores * self.seen.view(-1, 1)).to(device)
@@ -305,9 +294,9 @@ def all_reduce_mean(values: Mapping[str, Union[float, torch.Tensor]]) -> Dict[st
     """
     keys = sorted(values)
     floats = [float(values[k]) for k in keys]
-    if not is_dist_ready() or not keys:
+    if du.get_world_size() == 1 or not keys:
         return dict(zip(keys, floats))
-    tensor = torch.tensor(floats, dtype=torch.float64, device=_comm_device())
+    tensor = torch.tensor(floats, dtype=torch.float64, device=du.comm_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= dist.get_world_size()
     return dict(zip(keys, tensor.cpu().tolist()))

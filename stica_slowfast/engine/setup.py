@@ -20,7 +20,8 @@ def setup_process(cfg: CfgNode, phase: str) -> torch.device:
     set_seed(cfg.RNG_SEED + du.get_rank())
     device = du.get_device(cfg.NUM_GPUS)
     logger.info(
-        "%s on %s, process %d of %d; config:\n%s", phase, device, du.get_rank(), du.get_world_size(), cfg.dump()
+        "%s on %s, process %d of %d, %d compute thread(s); config:\n%s",
+        phase, device, du.get_rank(), du.get_world_size(), torch.get_num_threads(), cfg.dump(),
     )
     return device
 

@@ -22,6 +22,7 @@ from stica_slowfast.utils.misc import move_to_device
 
 from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
+from .meters import SmoothedValue
 from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
 from .setup import TensorBoardWriter, setup_process
 
@@ -87,8 +88,8 @@ def train_epoch(
     step_module.train()
     num_iters = len(loader)
     max_steps = num_iters * cfg.SOLVER.MAX_EPOCH
-    sums: Dict[str, float] = defaultdict(float)
-    skipped, seen = 0, 0
+    meters: Dict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(cfg.LOG_PERIOD))
+    skipped = 0
     start = tick = time.perf_counter()
     progress = _progress(num_iters, epoch, cfg)
     for it, batch in enumerate(loader):
@@ -114,17 +115,16 @@ def train_epoch(
             optimizer.step()
         _call_hook(model, "on_step_end", epoch * num_iters + it + 1, max_steps)
 
-        logs = {"loss": loss.item(), **_float_logs(out)}
-        for key, value in logs.items():
-            sums[key] += value
-        seen += 1
+        for key, value in {"loss": loss.item(), **_float_logs(out)}.items():
+            meters[key].update(value)
         skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
         iter_time = time.perf_counter() - tick
         tick = time.perf_counter()
         if progress is not None:
-            progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{lr:.3g}", refresh=False)
+            progress.set_postfix(loss=f"{meters['loss'].latest:.4f}", lr=f"{lr:.3g}", refresh=False)
             progress.update()
         if (it + 1) % cfg.LOG_PERIOD == 0 and du.is_master_proc():
+            logs = {k: m.median for k, m in meters.items()}  # this process, median of the window
             eta = iter_time * (num_iters * (cfg.SOLVER.MAX_EPOCH - epoch) - it - 1)
             log_json_stats({
                 "_type": "train_iter",
@@ -142,9 +142,9 @@ def train_epoch(
     if progress is not None:
         progress.close()
     # Average over iterations and processes; count skipped videos over processes.
-    keys = sorted(sums)
+    keys = sorted(meters)
     totals = du.all_reduce_tensor(
-        torch.tensor([sums[k] / max(seen, 1) for k in keys] + [float(skipped)], dtype=torch.float64),
+        torch.tensor([meters[k].global_avg for k in keys] + [float(skipped)], dtype=torch.float64),
         average=False,
     )
     world = du.get_world_size()

@@ -45,6 +45,13 @@ def get_device(num_gpus: int) -> torch.device:
     return torch.device("cpu")
 
 
+def comm_device() -> torch.device:
+    """Where tensors must live for collectives: NCCL moves only CUDA tensors, gloo takes CPU ones."""
+    if is_dist() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_gather_objects(obj) -> List:
     """Gather a picklable object from every process (a list of one when not distributed)."""
     if not is_dist() or get_world_size() == 1:
@@ -56,9 +63,11 @@ def all_gather_objects(obj) -> List:
 
 def all_reduce_tensor(tensor: torch.Tensor, average: bool = True) -> torch.Tensor:
     """Sum (or average) ``tensor`` over all processes, returning a new tensor."""
-    tensor = tensor.detach().clone()
-    if is_dist() and get_world_size() > 1:
-        dist.all_reduce(tensor)
+    out = tensor.detach().clone()
+    if get_world_size() > 1:
+        out = out.to(comm_device())
+        dist.all_reduce(out)
         if average:
-            tensor /= get_world_size()
-    return tensor
+            out /= get_world_size()
+        out = out.to(tensor.device)
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stica_slowfast.config import get_cfg
+from stica_slowfast.config import get_cfg, merge_from_list
 from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.datasets import (
     Hmdb51,
@@ -65,12 +65,7 @@ def make_cfg(data_dir, **overrides):
     cfg.MODEL.NUM_CLASSES = 3
     cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 3, 3
     cfg.DATA_LOADER.NUM_RETRIES = 5
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, leaf, value)
+    merge_from_list(cfg, [x for item in overrides.items() for x in item])
     return cfg
 
 

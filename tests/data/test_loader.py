@@ -7,7 +7,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 import stica_slowfast.data  # noqa: F401  (registers the datasets)
-from stica_slowfast.config import get_cfg
+from stica_slowfast.config import get_cfg, merge_from_list
 from stica_slowfast.data import loader as loader_mod
 from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.loader import construct_loader, per_process_batch_size, shuffle_dataset
@@ -41,12 +41,7 @@ def make_cfg(data_dir, **overrides):
     cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 2, 3
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.STICA.AUDIO.ENABLE, cfg.STICA.AUDIO.SAMPLE_RATE = True, 4000
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, leaf, value)
+    merge_from_list(cfg, [x for item in overrides.items() for x in item])
     return cfg
 
 
@@ -96,8 +91,8 @@ def test_per_process_batch_size():
 
 def test_distributed_sampler_and_epochs(data_dir, monkeypatch):
     # Pretend to be rank 1 of 2: the loader shards with a DistributedSampler.
-    monkeypatch.setattr(loader_mod, "_world_size", lambda: 2)
-    monkeypatch.setattr(loader_mod, "_rank", lambda: 1)
+    monkeypatch.setattr(loader_mod.du, "get_world_size", lambda: 2)
+    monkeypatch.setattr(loader_mod.du, "get_rank", lambda: 1)
     cfg = make_cfg(data_dir)
     train = construct_loader(cfg, "train")
     assert isinstance(train.sampler, DistributedSampler)
