@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--timeout_min", type=int, default=60 * 72)
     parser.add_argument("--job_dir", default="", help="submitit logs (default OUTPUT_DIR/submitit)")
     parser.add_argument("--name", default="stica_slowfast")
+    parser.add_argument("--cluster", default=None, choices=[None, "slurm", "local", "debug"],
+                        help="submitit backend (default: SLURM when available, else local processes)")
     ours, rest = parser.parse_known_args()
 
     run_args = parse_args(rest)
@@ -62,12 +64,14 @@ def main() -> None:
 
     import submitit
 
-    executor = submitit.AutoExecutor(folder=ours.job_dir or os.path.join(cfg.OUTPUT_DIR, "submitit"))
+    executor = submitit.AutoExecutor(
+        folder=ours.job_dir or os.path.join(cfg.OUTPUT_DIR, "submitit"), cluster=ours.cluster
+    )
     params = dict(
         name=ours.name,
         nodes=ours.nodes,
         gpus_per_node=ours.gpus_per_node,
-        tasks_per_node=ours.gpus_per_node,
+        tasks_per_node=max(1, ours.gpus_per_node),
         cpus_per_task=ours.cpus_per_task,
         timeout_min=ours.timeout_min,
     )
