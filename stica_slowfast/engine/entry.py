@@ -28,7 +28,7 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
     out_dir = os.path.join(cfg.OUTPUT_DIR, "synthetic_data")
     summary = generate_dataset_from_cfg(cfg, out_dir)
     how = f"generated in {summary['seconds']:.1f} s" if summary["generated"] else "reused"
-    print(f"synthetic dataset {out_dir}: {summary['num_videos']} videos, {how}", flush=True)
+    print(f"synthetic dataset {out_dir}: {summary['num_videos']} videos, {how}", file=sys.stderr, flush=True)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.DATA.PATH_TO_DATA_DIR = out_dir

@@ -1,0 +1,43 @@
+"""The command-line tools other than run_net (covered by test_end_to_end): real runs, JSON checked."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stica_slowfast.data.synthetic import generate_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, "configs", "demo", "supervised_tiny.yaml")
+
+
+def _tool(name, *args):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_make_synthetic_dataset_cli(tmp_path):
+    out = tmp_path / "d"
+    _tool("make_synthetic_dataset.py", "--out", str(out), "--num-classes", "3", "--train-per-class", "2",
+          "--val-per-class", "1", "--test-per-class", "1", "--width", "48", "--height", "32",
+          "--duration", "1.0", "--fps", "10", "--audio-rate", "8000")
+    assert len(open(out / "train.csv").read().splitlines()) == 6
+    assert len(open(out / "classInd.txt").read().splitlines()) == 3
+
+
+def test_benchmarks_print_one_json_object(tmp_path):
+    data = str(tmp_path / "d")
+    generate_dataset(data, num_classes=2, train_per_class=4, val_per_class=1, test_per_class=2,
+                     width=48, height=32, fps=10, duration=1.5, audio_rate=8000, seed=0)
+    common = ["--cfg", DEMO, "DATA.PATH_TO_DATA_DIR", data, "MODEL.NUM_CLASSES", "2",
+              "OUTPUT_DIR", str(tmp_path / "out"), "DATA_LOADER.NUM_WORKERS", "0"]
+    decode = json.loads(_tool("benchmark.py", "decode", "--videos", "2", *common,
+                              "TEST.NUM_ENSEMBLE_VIEWS", "4", "STICA.AUDIO.ENABLE", "True"))
+    assert decode["videos"] == 2 and decode["clips_per_video"] == 4 and decode["audio"] is True
+    assert decode["speedup"] == pytest.approx(decode["per_clip_s"] / decode["one_pass_s"], rel=0.01)
+    train = json.loads(_tool("benchmark.py", "train", "--iters", "2", *common, "TRAIN.BATCH_SIZE", "4"))
+    assert train["iters"] == 2 and train["clips_per_s"] > 0 and 0 <= train["data_wait_fraction"] <= 1
