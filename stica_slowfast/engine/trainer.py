@@ -4,6 +4,7 @@ model's name.
 """
 
 import logging
+import math
 import sys
 import time
 from collections import defaultdict
@@ -100,8 +101,9 @@ def train_epoch(
         with autocast(cfg, device):
             out = step_module(batch)
         loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}; stopping")
+        loss_value = loss.item()  # the step's one host sync; a NaN must stop before the update
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"loss is {loss_value} at epoch {epoch + 1}, iteration {it + 1}; stopping")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -115,7 +117,7 @@ def train_epoch(
             optimizer.step()
         _call_hook(model, "on_step_end", epoch * num_iters + it + 1, max_steps)
 
-        for key, value in {"loss": loss.item(), **_float_logs(out)}.items():
+        for key, value in {"loss": loss_value, **_float_logs(out)}.items():
             meters[key].update(value)
         skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
         iter_time = time.perf_counter() - tick
