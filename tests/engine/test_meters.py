@@ -21,12 +21,6 @@ from stica_slowfast.engine.meters import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    np.random.seed(0)
-
-
 def _numpy_topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     order = np.argsort(-logits, axis=1)[:, :k]
     return 100.0 * float(np.mean([labels[i] in order[i] for i in range(len(labels))]))

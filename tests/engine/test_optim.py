@@ -18,11 +18,6 @@ from stica_slowfast.engine.optim import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
 def _cosine_cfg(after_warmup: bool = False):
     cfg = get_cfg()
     cfg.SOLVER.LR_POLICY = "cosine"

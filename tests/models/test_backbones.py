@@ -14,11 +14,6 @@ ALL_BACKBONES = ("r2plus1d_18", "r2plus1d_tiny", "slow_r50", "slow_tiny")
 OUT_DIMS = {"r2plus1d_18": 512, "r2plus1d_tiny": 128, "slow_r50": 2048, "slow_tiny": 256}
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
 def _build(name, in_channels=3):
     cfg = get_cfg()
     cfg.DATA.INPUT_CHANNEL_NUM = [in_channels]

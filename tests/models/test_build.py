@@ -12,11 +12,6 @@ from stica_slowfast.registry import BACKBONE, HEAD, MODEL
 PYSLOWFAST_MODEL_NAMES = {"ContrastiveModel", "ResNet", "SlowFast", "X3D", "MViT", "MaskMViT"}
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
 @pytest.fixture
 def cfg():
     cfg = get_cfg()

@@ -13,11 +13,6 @@ from stica_slowfast.models.heads import ClassifierHead
 NUM_CLASSES = 4
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-
-
 @pytest.fixture
 def cfg():
     cfg = get_cfg()
