@@ -124,9 +124,7 @@ _C.DATA_LOADER.NUM_WORKERS = 4
 _C.DATA_LOADER.PIN_MEMORY = True
 # Let PyAV decode with several threads per video.
 _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
-# Undecodable videos tried in a row (each replaced by another random video in training) before the
-# loader gives up with an error.
-_C.DATA_LOADER.NUM_RETRIES = 10
+# DATA_LOADER.NUM_RETRIES: see config/stica.py (PySlowFast's config lacks it).
 
 # ---------------------------------------------------------------------------------------------------- #
 # Model

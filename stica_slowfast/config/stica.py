@@ -1,4 +1,4 @@
-"""Keys PySlowFast does not have, all under ``STICA.*``.
+"""Keys PySlowFast does not have: all under ``STICA.*``, except ``DATA_LOADER.NUM_RETRIES``.
 
 :func:`add_stica_config` extends any CfgNode, including one built by PySlowFast's ``get_cfg()``,
 without touching the keys already there.
@@ -54,8 +54,20 @@ def add_synthetic_config(stica: CfgNode) -> None:
     stica.SYNTHETIC.WORKERS = 1
 
 
+def add_data_loader_config(cfg: CfgNode) -> None:
+    """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
+    if "DATA_LOADER" not in cfg:
+        cfg.DATA_LOADER = CfgNode()
+    if "NUM_RETRIES" not in cfg.DATA_LOADER:
+        # Undecodable videos tried in a row (in training each is replaced by another random video)
+        # before the loader gives up with an error.
+        cfg.DATA_LOADER.NUM_RETRIES = 10
+
+
 def add_stica_config(cfg: CfgNode) -> CfgNode:
-    """Add the ``STICA.*`` subtree to ``cfg`` (in place) and return it."""
+    """Add the ``STICA.*`` subtree (and ``DATA_LOADER.NUM_RETRIES`` where missing) to ``cfg``, in
+    place, and return it. Keys already in ``cfg`` are left as they are."""
+    add_data_loader_config(cfg)
     cfg.STICA = CfgNode()
     add_audio_config(cfg.STICA)
     add_data_config(cfg.STICA)

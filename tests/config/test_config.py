@@ -109,8 +109,10 @@ def test_cross_key_validation():
 def test_add_stica_config_extends_a_foreign_cfg():
     foreign = CfgNode()  # e.g. PySlowFast's get_cfg(): its keys must stay untouched
     foreign.SOLVER = CfgNode({"BASE_LR": 0.3})
+    foreign.DATA_LOADER = CfgNode({"NUM_WORKERS": 3})
     add_stica_config(foreign)
     assert foreign.SOLVER.BASE_LR == 0.3
+    assert foreign.DATA_LOADER.NUM_WORKERS == 3 and foreign.DATA_LOADER.NUM_RETRIES == 10
     assert foreign.STICA.AUDIO.SAMPLE_RATE == get_cfg().STICA.AUDIO.SAMPLE_RATE
     assert "STICA" not in _C  # the defaults themselves are not modified
 
