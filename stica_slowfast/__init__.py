@@ -6,7 +6,7 @@ Importing the package registers every dataset, backbone, head and model by name 
 
 __version__ = "0.1.0"
 
-from . import data, models  # noqa: E402,F401  (registration side effects)
+from . import data, layers, losses, models  # noqa: E402,F401  (registration side effects)
 from .registry import register_into_pyslowfast  # noqa: E402
 
 register_into_pyslowfast()

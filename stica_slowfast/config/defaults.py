@@ -107,6 +107,25 @@ _C.DATA.RANDOM_FLIP = True
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 # Per-channel std dividing [0, 1] RGB input.
 _C.DATA.STD = [0.225, 0.225, 0.225]
+# Train, SSL appearance augmentation (rho-clip SSL, arXiv 2104.14558), drawn once per clip and shared
+# by its frames. True switches on, in this order after crop and flip: colour jitter (with probability
+# STICA.SSL_AUG.COLOR_JITTER_PROB), random grayscale (COLOR_RND_GRAYSCALE) and Gaussian blur
+# (STICA.SSL_AUG.BLUR_PROB, SSL_BLUR_SIGMA_*). False: none of the three runs (as in PySlowFast, where
+# all three live in color_jitter_video_ssl).
+_C.DATA.SSL_COLOR_JITTER = False
+# Colour jitter strengths [brightness, contrast, saturation], each >= 0: the factor is drawn uniformly
+# from [max(0, 1 - s), 1 + s] (0 = that jitter off).
+_C.DATA.SSL_COLOR_BRI_CON_SAT = [0.4, 0.4, 0.4]
+# Colour jitter hue strength in [0, 0.5]: hue shift drawn uniformly from [-h, h] turns (0 = off).
+_C.DATA.SSL_COLOR_HUE = 0.1
+# Probability in [0, 1] that a clip is converted to grayscale (3 equal channels); needs SSL_COLOR_JITTER.
+_C.DATA.COLOR_RND_GRAYSCALE = 0.0
+# Gaussian blur sigma lower bounds [temporal (frames), spatial (pixels)], each >= 0 (PySlowFast's
+# GaussianBlurVideo: index 0 = time, index 1 = space); sigma is drawn uniformly in [MIN, MAX] per clip.
+_C.DATA.SSL_BLUR_SIGMA_MIN = [0.0, 0.1]
+# Gaussian blur sigma upper bounds [temporal (frames), spatial (pixels)], each >= the matching MIN. A
+# dimension whose MAX is 0 is not blurred; both 0 = blur off.
+_C.DATA.SSL_BLUR_SIGMA_MAX = [0.0, 2.0]
 # Input channels per pathway (one pathway: [3]).
 _C.DATA.INPUT_CHANNEL_NUM = [3]
 # Clips sampled from each training video (the rho of rho-clip SSL; 1 for supervised training).

@@ -54,6 +54,16 @@ def add_synthetic_config(stica: CfgNode) -> None:
     stica.SYNTHETIC.WORKERS = 1
 
 
+def add_ssl_aug_config(stica: CfgNode) -> None:
+    """Probabilities of the per-clip SSL augmentation (switched on by ``DATA.SSL_COLOR_JITTER``);
+    PySlowFast hard-codes them, so they have no PySlowFast key."""
+    stica.SSL_AUG = CfgNode()
+    # Probability in [0, 1] that a clip gets colour jitter (DATA.SSL_COLOR_BRI_CON_SAT, SSL_COLOR_HUE).
+    stica.SSL_AUG.COLOR_JITTER_PROB = 0.8
+    # Probability in [0, 1] that a clip is Gaussian-blurred (sigmas: DATA.SSL_BLUR_SIGMA_MIN / MAX).
+    stica.SSL_AUG.BLUR_PROB = 0.5
+
+
 def add_data_loader_config(cfg: CfgNode) -> None:
     """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
     if "DATA_LOADER" not in cfg:
@@ -73,4 +83,5 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_data_config(cfg.STICA)
     add_solver_config(cfg.STICA)
     add_synthetic_config(cfg.STICA)
+    add_ssl_aug_config(cfg.STICA)
     return cfg

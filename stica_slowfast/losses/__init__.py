@@ -1,0 +1,18 @@
+"""Self-supervised objectives as pure functions, each registered by name in :data:`~stica_slowfast.registry.LOSS`.
+
+* :func:`info_nce`, :func:`nt_xent` -- MoCo / SimCLR contrastive losses (:mod:`.info_nce`).
+* :func:`byol_loss` -- BYOL's ``2 - 2 cos`` regression (:mod:`.byol`).
+* :func:`sinkhorn_knopp`, :func:`swav_loss` -- SwAV codes and swapped prediction (:mod:`.swav`).
+"""
+
+from ..registry import LOSS
+from .byol import byol_loss
+from .info_nce import info_nce, nt_xent
+from .swav import sinkhorn_knopp, swav_loss
+
+__all__ = ["info_nce", "nt_xent", "byol_loss", "sinkhorn_knopp", "swav_loss"]
+
+for _fn in (info_nce, nt_xent, byol_loss, sinkhorn_knopp, swav_loss):
+    if _fn.__name__ not in LOSS:
+        LOSS.register(_fn)
+del _fn
