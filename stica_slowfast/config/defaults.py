@@ -163,6 +163,48 @@ _C.MODEL.FC_INIT_STD = 0.01
 _C.MODEL.LOSS_FUNC = "cross_entropy"
 
 # ---------------------------------------------------------------------------------------------------- #
+# Contrastive / self-supervised methods (RhoSimCLR, RhoMoCo, RhoBYOL, RhoSwAV; PySlowFast key names)
+# ---------------------------------------------------------------------------------------------------- #
+_C.CONTRASTIVE = CfgNode()
+# Softmax temperature (> 0) of the InfoNCE / NT-Xent / SwAV losses.
+_C.CONTRASTIVE.T = 0.1
+# Output size D of the projection MLP (integer >= 1); also the BYOL predictor's output size.
+_C.CONTRASTIVE.DIM = 128
+# Hidden width of the projection and predictor MLPs (integer >= 1).
+_C.CONTRASTIVE.MLP_DIM = 2048
+# Number of linear layers of the projection MLP (integer >= 1; 1 = a single linear layer).
+_C.CONTRASTIVE.NUM_MLP_LAYERS = 3
+# BatchNorm1d after every hidden linear layer of the projector / predictor (True or False).
+_C.CONTRASTIVE.BN_MLP = True
+# Use SyncBatchNorm (statistics over all processes) in the MLPs instead of BatchNorm1d; GPU runs only.
+_C.CONTRASTIVE.BN_SYNC_MLP = False
+# Number of keys L in the MoCo negative queue (integer >= 1).
+_C.CONTRASTIVE.QUEUE_LEN = 65536
+# Base EMA momentum in [0, 1] of the MoCo / BYOL target encoder (1 = frozen target).
+_C.CONTRASTIVE.MOMENTUM = 0.994
+# Raise the momentum from MOMENTUM to 1 with BYOL's cosine schedule over training (True), or keep it
+# constant (False).
+_C.CONTRASTIVE.MOMENTUM_ANNEALING = True
+# Depths (linear layers, each >= 1) of the BYOL predictor MLPs, applied one after another, e.g. [2].
+_C.CONTRASTIVE.PREDICTOR_DEPTHS = [2]
+# MoCo / BYOL: encode the rho clips one at a time (per-clip BatchNorm statistics, as PySlowFast's
+# sequential mode) instead of in one concatenated batch (True or False). The per-pair losses are summed
+# into one graph either way: backward runs in the engine, outside forward_train.
+_C.CONTRASTIVE.SEQUENTIAL = False
+# Minimum temporal distance in seconds between the starts of two clips of one video; a negative value
+# means no bound (PySlowFast's -inf, which YAML cannot hold portably).
+_C.CONTRASTIVE.DELTA_CLIPS_MIN = -1.0
+# Maximum temporal distance in seconds between the starts of two clips of one video; a negative value
+# means no bound (PySlowFast's inf).
+_C.CONTRASTIVE.DELTA_CLIPS_MAX = -1.0
+# RhoSimCLR: gather the embeddings of all processes (with gradients) so every process contrasts against
+# the global batch (True), or use only this process's batch as negatives (False).
+_C.CONTRASTIVE.SIMCLR_DIST_ON = True
+# RhoSwAV: number of past projections (integer >= 0) kept in a queue and added to the Sinkhorn-Knopp
+# batch; 0 = no queue. (Spelling "QEUE" is PySlowFast's.)
+_C.CONTRASTIVE.SWAV_QEUE_LEN = 0
+
+# ---------------------------------------------------------------------------------------------------- #
 # Batch norm
 # ---------------------------------------------------------------------------------------------------- #
 _C.BN = CfgNode()

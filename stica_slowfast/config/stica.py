@@ -26,6 +26,9 @@ def add_solver_config(stica: CfgNode) -> None:
     # SOLVER.BASE_LR is the LR of a global batch of this many clips and is scaled linearly to the
     # actual TRAIN.BATCH_SIZE (Goyal et al. 2017); 0 uses SOLVER.BASE_LR as given (PySlowFast).
     stica.SOLVER.REFERENCE_BATCH_SIZE = 0
+    # Trust coefficient eta of LARS (SOLVER.OPTIMIZING_METHOD "lars"; You et al. 2017, arXiv:1708.03888),
+    # a float > 0: each adapted tensor's LR is multiplied by eta * ||w|| / (||g|| + wd * ||w||).
+    stica.SOLVER.LARS_ETA = 0.001
 
 
 def add_synthetic_config(stica: CfgNode) -> None:
@@ -64,6 +67,20 @@ def add_ssl_aug_config(stica: CfgNode) -> None:
     stica.SSL_AUG.BLUR_PROB = 0.5
 
 
+def add_swav_config(stica: CfgNode) -> None:
+    """RhoSwAV keys PySlowFast has no name for (it hard-codes them)."""
+    stica.SWAV = CfgNode()
+    # Number of prototypes K (integer >= 1).
+    stica.SWAV.NUM_PROTOTYPES = 1000
+    # Entropic regularisation epsilon (> 0) of Sinkhorn-Knopp; smaller gives sharper codes.
+    stica.SWAV.EPSILON = 0.05
+    # Sinkhorn-Knopp iterations (integer >= 1).
+    stica.SWAV.SINKHORN_ITERS = 3
+    # Optimisation steps (integer >= 0) during which the prototypes' gradient is zeroed (SwAV's
+    # freeze_prototypes_niters); 0 = never frozen.
+    stica.SWAV.FREEZE_PROTOTYPES_ITERS = 313
+
+
 def add_data_loader_config(cfg: CfgNode) -> None:
     """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
     if "DATA_LOADER" not in cfg:
@@ -84,4 +101,5 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_solver_config(cfg.STICA)
     add_synthetic_config(cfg.STICA)
     add_ssl_aug_config(cfg.STICA)
+    add_swav_config(cfg.STICA)
     return cfg

@@ -6,7 +6,7 @@ from .loading import ConfigError
 
 _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),
-    "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
+    "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw", "lars"),
     "BN.NORM_TYPE": ("batchnorm", "sync_batchnorm"),
     "DATA.DECODING_BACKEND": ("pyav",),
     "TRAIN.CHECKPOINT_TYPE": ("pytorch",),

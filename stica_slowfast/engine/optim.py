@@ -66,7 +66,7 @@ NORM_TYPES = tuple(
     if t is not None
 )
 
-_SUPPORTED_METHODS = ("sgd", "adamw")
+_SUPPORTED_METHODS = ("sgd", "adamw", "lars")
 _SUPPORTED_POLICIES = ("cosine", "steps_with_relative_lrs")
 
 
@@ -151,12 +151,13 @@ def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer
         cfg: Full config (``SOLVER.*``, ``BN.WEIGHT_DECAY``, ``TRAIN.BATCH_SIZE``, ...).
 
     Returns:
-        A ``torch.optim.SGD`` ("sgd": MOMENTUM, DAMPENING, NESTEROV) or ``torch.optim.AdamW``
-        ("adamw": BETAS) instance.
+        A ``torch.optim.SGD`` ("sgd": MOMENTUM, DAMPENING, NESTEROV), ``torch.optim.AdamW``
+        ("adamw": BETAS) or :class:`~stica_slowfast.engine.lars.LARS` ("lars": MOMENTUM, NESTEROV,
+        ``STICA.SOLVER.LARS_ETA``; groups flagged ``lars_exclude`` get plain SGD) instance.
 
     Raises:
-        ValueError: unknown ``SOLVER.OPTIMIZING_METHOD``, no trainable parameter, or an SGD setting
-            torch rejects (Nesterov without momentum or with dampening).
+        ValueError: unknown ``SOLVER.OPTIMIZING_METHOD``, no trainable parameter, an SGD setting
+            torch rejects (Nesterov without momentum or with dampening), or LARS with dampening.
     """
     method = str(cfg.SOLVER.OPTIMIZING_METHOD).lower()
     if method not in _SUPPORTED_METHODS:
@@ -186,6 +187,23 @@ def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer
             dampening=dampening,
             nesterov=nesterov,
             weight_decay=float(cfg.SOLVER.WEIGHT_DECAY),
+        )
+    elif method == "lars":
+        if float(cfg.SOLVER.DAMPENING) != 0:
+            raise ValueError(
+                f"SOLVER.OPTIMIZING_METHOD 'lars' has no dampening; set SOLVER.DAMPENING 0 "
+                f"(got {cfg.SOLVER.DAMPENING})."
+            )
+        # Deferred import: lars.py is a leaf module, kept out of optim's import-time dependencies.
+        from .lars import LARS
+
+        optimizer = LARS(
+            groups,
+            lr=lr,
+            momentum=float(cfg.SOLVER.MOMENTUM),
+            weight_decay=float(cfg.SOLVER.WEIGHT_DECAY),
+            eta=_lars_eta(cfg),
+            nesterov=bool(cfg.SOLVER.NESTEROV),
         )
     else:
         optimizer = torch.optim.AdamW(
@@ -344,3 +362,10 @@ def _reference_batch_size(cfg: CfgNode) -> int:
     stica = cfg.get("STICA", None)
     solver = stica.get("SOLVER", None) if stica is not None else None
     return int(solver.get("REFERENCE_BATCH_SIZE", 0)) if solver is not None else 0
+
+
+def _lars_eta(cfg: CfgNode) -> float:
+    """``STICA.SOLVER.LARS_ETA``, or You et al.'s 0.001 for a config without that key."""
+    stica = cfg.get("STICA", None)
+    solver = stica.get("SOLVER", None) if stica is not None else None
+    return float(solver.get("LARS_ETA", 0.001)) if solver is not None else 0.001

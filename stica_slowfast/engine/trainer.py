@@ -64,8 +64,11 @@ def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
         logger.info("Resuming from %s", last)
         return load_checkpoint(last, model, optimizer, scaler) + 1
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        logger.info("Initialising from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        epoch = load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)
+        path = cfg.TRAIN.CHECKPOINT_FILE_PATH
+        logger.info("Initialising from %s", path)
+        # A model may take only part of another run's state (LinearProbe: the SSL backbone).
+        load_pretrained = getattr(model, "load_pretrained", None)
+        epoch = load_pretrained(path) if load_pretrained is not None else load_checkpoint(path, model)
         return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1
     return 0
 

@@ -2,9 +2,11 @@
 registries."""
 
 from . import backbones, heads  # noqa: F401  (registration side effects)
-from . import classifier  # noqa: F401
+from . import classifier, linear_probe  # noqa: F401
+from . import ssl  # noqa: F401  (registers RhoSimCLR, RhoMoCo, RhoBYOL, RhoSwAV)
 from .build import build_backbone, build_model
 from .classifier import VideoClassifier
+from .linear_probe import LinearProbe
 from .configurable import configurable
 
-__all__ = ["build_model", "build_backbone", "configurable", "VideoClassifier"]
+__all__ = ["build_model", "build_backbone", "configurable", "LinearProbe", "VideoClassifier"]

@@ -1,0 +1,10 @@
+"""rho-clip self-supervised methods (Feichtenhofer et al., arXiv 2104.14558): RhoSimCLR, RhoMoCo,
+RhoBYOL, RhoSwAV. Importing this package registers them in the MODEL registry."""
+
+from .base import RhoSSLBase, ordered_pairs
+from .byol import RhoBYOL
+from .moco import RhoMoCo
+from .simclr import RhoSimCLR
+from .swav import RhoSwAV
+
+__all__ = ["RhoSSLBase", "ordered_pairs", "RhoSimCLR", "RhoMoCo", "RhoBYOL", "RhoSwAV"]

@@ -1,0 +1,197 @@
+"""Machinery shared by the rho-clip SSL methods (written once, used by all four).
+
+Feichtenhofer et al., "A Large-Scale Study on Unsupervised Spatiotemporal Representation Learning",
+CVPR 2021, arXiv 2104.14558: rho clips of one video, sampled at different times and augmented on their
+own, are positives of each other; the image objectives (SimCLR, MoCo, BYOL, SwAV) are applied to every
+ordered pair of clips. Symbols: B batch, rho clips per video, C channels, T frames, H x W frame size,
+D_b = ``backbone.out_dim``, D projection size::
+
+    batch["video"]: rho x (B, C, T, H, W)
+      -> backbone  (one call on (rho * B, C, T, H, W), or rho calls when sequential)
+      -> (B, rho, D_b)                                  forward_features gives (B, D_b) per clip
+      -> projector MLP                                  (B, rho, D)
+      -> method objective over the rho (rho - 1) ordered pairs (a, b), a != b
+      -> {"loss": scalar, logs}
+    momentum target (MoCo, BYOL): EMA copy of {backbone, projector}, updated in on_step_end
+"""
+
+import itertools
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from stica_slowfast.layers import MLP, cosine_momentum, make_target, momentum_update
+
+from ..build import build_backbone
+
+__all__ = ["RhoSSLBase", "ordered_pairs", "mlp_norm"]
+
+
+def ordered_pairs(rho: int) -> List[Tuple[int, int]]:
+    """All ``rho * (rho - 1)`` ordered pairs ``(a, b)`` of distinct clip indices."""
+    return list(itertools.permutations(range(rho), 2))
+
+
+def mlp_norm(bn_mlp: bool, bn_sync_mlp: bool) -> Optional[Callable[..., nn.Module]]:
+    """The norm callable of the MLP heads: BatchNorm1d, SyncBatchNorm, or None."""
+    if not bn_mlp:
+        return None
+    return nn.SyncBatchNorm if bn_sync_mlp else nn.BatchNorm1d
+
+
+class RhoSSLBase(nn.Module):
+    """Backbone + projector, clip handling, pair enumeration and the optional momentum target.
+
+    Subclasses implement :meth:`forward_train`; they call :meth:`_init_momentum_target` in their
+    constructor if they use an EMA target (then :meth:`on_step_end` updates it).
+
+    Args:
+        backbone: video encoder with ``out_dim`` and ``forward(video) -> (B, out_dim)``; stored as
+            ``self.backbone`` (a linear probe loads the ``backbone.*`` keys of the checkpoint).
+        dim: projection output size D.
+        mlp_dim: hidden width of the projector.
+        num_mlp_layers: linear layers of the projector.
+        bn_mlp: BatchNorm1d after hidden projector layers.
+        bn_sync_mlp: SyncBatchNorm instead of BatchNorm1d.
+        temperature: softmax temperature of the objective.
+        sequential: encode the rho clips one at a time (per-clip BatchNorm statistics) instead of one
+            concatenated batch.
+    """
+
+    #: ``forward`` gives features, not class logits: no val accuracy for this model.
+    predicts_labels = False
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        dim: int,
+        mlp_dim: int,
+        num_mlp_layers: int,
+        bn_mlp: bool = True,
+        bn_sync_mlp: bool = False,
+        temperature: float = 0.1,
+        sequential: bool = False,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.backbone = backbone
+        self.projector = MLP(
+            in_dim=backbone.out_dim,
+            hidden_dim=mlp_dim,
+            out_dim=dim,
+            num_layers=num_mlp_layers,
+            norm=mlp_norm(bn_mlp, bn_sync_mlp),
+        )
+        self.dim = dim
+        self.mlp_dim = mlp_dim
+        self.temperature = temperature
+        self.sequential = sequential
+        self.target: Optional[nn.Module] = None
+        self.base_momentum = 1.0
+        self.momentum_annealing = False
+        self.momentum = 1.0
+
+    @staticmethod
+    def common_kwargs_from_config(cfg) -> dict:
+        """Constructor kwargs of this base class from ``MODEL.ARCH`` and ``CONTRASTIVE.*``."""
+        c = cfg.CONTRASTIVE
+        return {
+            "backbone": build_backbone(cfg),
+            "dim": c.DIM,
+            "mlp_dim": c.MLP_DIM,
+            "num_mlp_layers": c.NUM_MLP_LAYERS,
+            "bn_mlp": c.BN_MLP,
+            "bn_sync_mlp": c.BN_SYNC_MLP,
+            "temperature": c.T,
+            "sequential": c.SEQUENTIAL,
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # Online / target encoders
+    # ----------------------------------------------------------------------------------------------
+    def online_encoder(self) -> nn.ModuleDict:
+        """``{backbone, projector}`` as one module (a view: not registered a second time)."""
+        return nn.ModuleDict({"backbone": self.backbone, "projector": self.projector})
+
+    def _init_momentum_target(self, *, base_momentum: float, annealing: bool) -> None:
+        """Create the EMA target: a frozen deep copy of ``{backbone, projector}``."""
+        if not 0.0 <= base_momentum <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {base_momentum}")
+        self.target = make_target(self.online_encoder())
+        self.base_momentum = base_momentum
+        self.momentum_annealing = annealing
+        self.momentum = base_momentum
+
+    @torch.no_grad()
+    def on_step_end(self, cur_step: int, max_steps: int) -> None:
+        """EMA update of the target after the optimiser step (no-op without a target).
+
+        The momentum is ``cosine_momentum(base, cur_step, max_steps)`` with MOMENTUM_ANNEALING, else
+        the base momentum.
+        """
+        if self.target is None:
+            return
+        if self.momentum_annealing:
+            self.momentum = cosine_momentum(self.base_momentum, cur_step, max_steps)
+        else:
+            self.momentum = self.base_momentum
+        momentum_update(self.online_encoder(), self.target, self.momentum)
+
+    # ----------------------------------------------------------------------------------------------
+    # Clips and encoding
+    # ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_video(video: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+        # PySlowFast passes a list of pathways; a single-pathway model takes its only entry.
+        if isinstance(video, (list, tuple)):
+            if len(video) != 1:
+                raise ValueError(f"expected one pathway, got a list of {len(video)} tensors")
+            video = video[0]
+        return video
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, D_b)`` of video ``(B, C, T, H, W)`` (linear probe, kNN)."""
+        return self.backbone(self._as_video(video))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward_features` (SSL models predict no labels)."""
+        return self.forward_features(video)
+
+    @staticmethod
+    def clips_of(batch: Dict) -> List[torch.Tensor]:
+        """The rho >= 2 clips ``(B, C, T, H, W)`` of ``batch["video"]``, checked."""
+        clips = batch["video"]
+        if isinstance(clips, torch.Tensor):
+            clips = [clips]
+        clips = list(clips)
+        if len(clips) < 2:
+            raise ValueError(
+                f"rho-clip SSL needs >= 2 clips per video (DATA.TRAIN_CROP_NUM_TEMPORAL), got {len(clips)}"
+            )
+        shape = clips[0].shape
+        if any(c.shape != shape for c in clips):
+            raise ValueError(f"all clips must have one shape, got {[tuple(c.shape) for c in clips]}")
+        return clips
+
+    def encode(self, clips: List[torch.Tensor], encoder: Callable[[torch.Tensor], torch.Tensor]) -> List[torch.Tensor]:
+        """``encoder`` applied to every clip: rho x (B, C, T, H, W) -> rho x (B, D).
+
+        One call on the concatenated clips, or one call per clip when ``sequential``.
+        """
+        if self.sequential:
+            return [encoder(c) for c in clips]
+        rho, b = len(clips), clips[0].shape[0]
+        out = encoder(torch.cat(clips, dim=0))  # (rho * B, C, T, H, W) -> (rho * B, D), clip-major
+        return list(out.split(b, dim=0)) if rho > 1 else [out]
+
+    def project(self, video: torch.Tensor) -> torch.Tensor:
+        """Online projection ``(B, D)`` of video ``(B, C, T, H, W)``."""
+        return self.projector(self.backbone(video))
+
+    @torch.no_grad()
+    def project_target(self, video: torch.Tensor) -> torch.Tensor:
+        """Target (EMA) projection ``(B, D)``, no graph."""
+        return self.target["projector"](self.target["backbone"](video))
