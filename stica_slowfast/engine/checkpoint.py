@@ -38,6 +38,8 @@ __all__ = [
     "has_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "load_model_state",
+    "read_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -209,39 +211,8 @@ def load_checkpoint(
             ten of each) and every shape mismatch with both shapes.
         FileNotFoundError: the path does not exist.
     """
-    if not PathManager.exists(path):
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
-    with PathManager.open(path, "rb") as f:
-        # weights_only: the file holds tensors, numbers, strings and dicts only; never unpickle code.
-        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
-
-    if isinstance(checkpoint, Mapping) and "model_state" in checkpoint:
-        model_state = checkpoint["model_state"]
-        epoch = int(checkpoint.get("epoch", -1))
-    else:
-        model_state, epoch = checkpoint, -1
-
-    target = _unwrap(model)
-    expected = target.state_dict()
-    state = _match_prefix(dict(model_state), expected)
-
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shape_mismatch = [
-        (k, tuple(state[k].shape), tuple(expected[k].shape))
-        for k in state
-        if k in expected
-        and isinstance(state[k], torch.Tensor)
-        and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or shape_mismatch:
-        message = _mismatch_message(path, missing, unexpected, shape_mismatch)
-        if strict:
-            raise CheckpointMismatchError(message)
-        logger.warning("%s; loading the matching tensors (strict=False)", message)
-        for key, _, _ in shape_mismatch:
-            del state[key]
-    target.load_state_dict(state, strict=strict)
+    checkpoint, model_state, epoch = read_checkpoint(path)
+    load_model_state(model, model_state, source=path, strict=strict)
 
     if optimizer is not None and isinstance(checkpoint, Mapping):
         opt_state = checkpoint.get("optimizer_state")
@@ -254,6 +225,56 @@ def load_checkpoint(
         scaler.load_state_dict(checkpoint["scaler_state"])
     logger.info("Loaded checkpoint %s (epoch %d)", path, epoch)
     return epoch
+
+
+def read_checkpoint(path: str) -> Tuple[Any, Dict[str, Any], int]:
+    """Read a checkpoint onto the CPU: ``(whole file, model state, stored 0-based epoch or -1)``.
+
+    A bare ``state_dict`` file (no ``"model_state"`` entry) is its own model state.
+    """
+    if not PathManager.exists(path):
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    with PathManager.open(path, "rb") as f:
+        # weights_only: the file holds tensors, numbers, strings and dicts only; never unpickle code.
+        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+    if isinstance(checkpoint, Mapping) and "model_state" in checkpoint:
+        return checkpoint, dict(checkpoint["model_state"]), int(checkpoint.get("epoch", -1))
+    return checkpoint, dict(checkpoint), -1
+
+
+def load_model_state(
+    model: nn.Module, state: Mapping[str, Any], *, source: str, strict: bool = True, key_prefix: str = ""
+) -> None:
+    """Load ``state`` into ``model`` (DDP wrappers and ``"module."`` prefixes handled either way).
+
+    Args:
+        model: Module to load into.
+        state: Its state dict as stored.
+        source: Where the state comes from, for messages.
+        strict: Raise :class:`CheckpointMismatchError` on missing/unexpected keys or shape
+            mismatches; when False log them, skip mismatched shapes and load the rest.
+        key_prefix: Prepended to key names in messages (the keys' names in the file).
+    """
+    target = _unwrap(model)
+    expected = target.state_dict()
+    state = _match_prefix(dict(state), expected)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shape_mismatch = [
+        (k, tuple(state[k].shape), tuple(expected[k].shape))
+        for k in state
+        if k in expected
+        and isinstance(state[k], torch.Tensor)
+        and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or shape_mismatch:
+        message = _mismatch_message(source, missing, unexpected, shape_mismatch, key_prefix)
+        if strict:
+            raise CheckpointMismatchError(message)
+        logger.warning("%s; loading the matching tensors (strict=False)", message)
+        for key, _, _ in shape_mismatch:
+            del state[key]
+    target.load_state_dict(state, strict=strict)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -286,11 +307,12 @@ def _mismatch_message(
     missing: List[str],
     unexpected: List[str],
     shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]],
+    key_prefix: str = "",
 ) -> str:
     """Human-readable description of how a checkpoint differs from the model."""
 
     def listed(keys: List[str]) -> str:
-        shown = ", ".join(keys[:_MAX_KEYS_IN_ERROR])
+        shown = ", ".join(key_prefix + k for k in keys[:_MAX_KEYS_IN_ERROR])
         more = len(keys) - _MAX_KEYS_IN_ERROR
         return shown + (f", ... and {more} more" if more > 0 else "")
 
@@ -300,7 +322,7 @@ def _mismatch_message(
     if unexpected:
         parts.append(f"unexpected keys ({len(unexpected)}): {listed(unexpected)}")
     for key, got, want in shape_mismatch[:_MAX_KEYS_IN_ERROR]:
-        parts.append(f"shape mismatch for {key}: checkpoint {got} vs model {want}")
+        parts.append(f"shape mismatch for {key_prefix}{key}: checkpoint {got} vs model {want}")
     if len(shape_mismatch) > _MAX_KEYS_IN_ERROR:
         parts.append(f"... and {len(shape_mismatch) - _MAX_KEYS_IN_ERROR} more shape mismatches")
     return "; ".join(parts)

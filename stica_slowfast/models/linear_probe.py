@@ -16,9 +16,8 @@ from typing import Any, Dict, List, Mapping, Tuple
 import torch
 import torch.nn as nn
 
-from stica_slowfast.engine.checkpoint import CheckpointMismatchError
+from stica_slowfast.engine.checkpoint import load_model_state, read_checkpoint
 from stica_slowfast.registry import MODEL
-from stica_slowfast.utils.io import PathManager
 
 from .classifier import VideoClassifier
 from .configurable import configurable
@@ -29,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 _BACKBONE_PREFIX = "backbone."
 _DDP_PREFIX = "module."
-_MAX_KEYS_IN_ERROR = 10
 
 
 @MODEL.register()
@@ -122,16 +120,7 @@ def load_backbone_from_ssl_checkpoint(path: str, model: nn.Module, strict: bool 
         FileNotFoundError: the path does not exist.
         ValueError: the checkpoint has no ``backbone.*`` key at all (also without ``strict``).
     """
-    if not PathManager.exists(path):
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
-    with PathManager.open(path, "rb") as f:
-        # weights_only: tensors, numbers, strings and dicts only; never unpickle code.
-        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
-    if isinstance(checkpoint, Mapping) and "model_state" in checkpoint:
-        model_state, epoch = checkpoint["model_state"], int(checkpoint.get("epoch", -1))
-    else:
-        model_state, epoch = checkpoint, -1
-
+    _, model_state, epoch = read_checkpoint(path)
     backbone_state, ignored = _split_backbone_state(model_state)
     if not backbone_state:
         raise ValueError(
@@ -148,23 +137,7 @@ def load_backbone_from_ssl_checkpoint(path: str, model: nn.Module, strict: bool 
 
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
-    backbone: nn.Module = model.backbone
-    expected = backbone.state_dict()
-    missing = [k for k in expected if k not in backbone_state]
-    unexpected = [k for k in backbone_state if k not in expected]
-    shape_mismatch = [
-        (k, tuple(v.shape), tuple(expected[k].shape))
-        for k, v in backbone_state.items()
-        if k in expected and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or shape_mismatch:
-        message = _mismatch_message(path, missing, unexpected, shape_mismatch)
-        if strict:
-            raise CheckpointMismatchError(message)
-        logger.warning("%s; loading the matching tensors (strict=False)", message)
-        for key, _, _ in shape_mismatch:
-            del backbone_state[key]
-    backbone.load_state_dict(backbone_state, strict=strict)
+    load_model_state(model.backbone, backbone_state, source=path, strict=strict, key_prefix=_BACKBONE_PREFIX)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     return epoch
 
@@ -180,28 +153,3 @@ def _split_backbone_state(state: Mapping[str, Any]) -> Tuple[Dict[str, Any], Lis
         else:
             ignored.append(key)
     return backbone_state, ignored
-
-
-def _mismatch_message(
-    path: str,
-    missing: List[str],
-    unexpected: List[str],
-    shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]],
-) -> str:
-    """Which backbone keys differ, named as in the checkpoint (with the ``backbone.`` prefix)."""
-
-    def listed(keys: List[str]) -> str:
-        shown = ", ".join(_BACKBONE_PREFIX + k for k in keys[:_MAX_KEYS_IN_ERROR])
-        more = len(keys) - _MAX_KEYS_IN_ERROR
-        return shown + (f", ... and {more} more" if more > 0 else "")
-
-    parts = [f"Checkpoint {path} does not match the probe's backbone"]
-    if missing:
-        parts.append(f"missing backbone keys ({len(missing)}): {listed(missing)}")
-    if unexpected:
-        parts.append(f"unexpected backbone keys ({len(unexpected)}): {listed(unexpected)}")
-    for key, got, want in shape_mismatch[:_MAX_KEYS_IN_ERROR]:
-        parts.append(f"shape mismatch for {_BACKBONE_PREFIX}{key}: checkpoint {got} vs model {want}")
-    if len(shape_mismatch) > _MAX_KEYS_IN_ERROR:
-        parts.append(f"... and {len(shape_mismatch) - _MAX_KEYS_IN_ERROR} more shape mismatches")
-    return "; ".join(parts)
