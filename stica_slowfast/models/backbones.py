@@ -74,7 +74,14 @@ class VideoBackbone(nn.Module):
         self.out_dim = out_dim
 
     def forward_feature_map(self, video: torch.Tensor) -> torch.Tensor:
-        """Map video ``(B, C, T, H, W)`` to the last feature map ``(B, out_dim, t, h, w)``."""
+        """Map video ``(B, C, T, H, W)`` to the last feature map ``(B, out_dim, t, h, w)``.
+
+        A one-element list (PySlowFast's list of pathways) is accepted for the single pathway.
+        """
+        if isinstance(video, (list, tuple)):
+            if len(video) != 1:
+                raise ValueError(f"expected one pathway, got a list of {len(video)} tensors")
+            video = video[0]
         if video.dim() != 5 or video.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected video of shape (B, {self.in_channels}, T, H, W), got {tuple(video.shape)}"

@@ -4,7 +4,7 @@ The baseline that proves the training path (data -> ``forward_train`` -> loss ->
 model used for fine-tuning a pretrained backbone on UCF-101 / HMDB-51.
 """
 
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Union
 
 import torch
 import torch.nn as nn
@@ -88,18 +88,9 @@ class VideoClassifier(nn.Module):
             "loss_func": cfg.MODEL.LOSS_FUNC,
         }
 
-    @staticmethod
-    def _as_video(video: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
-        # PySlowFast passes a list of pathways; a single-pathway model takes its only entry.
-        if isinstance(video, (list, tuple)):
-            if len(video) != 1:
-                raise ValueError(f"expected one pathway, got a list of {len(video)} tensors")
-            video = video[0]
-        return video
-
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, D)`` of video ``(B, C, T, H, W)``."""
-        return self.backbone(self._as_video(video))
+        return self.backbone(video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of video ``(B, C, T, H, W)`` (or a one-pathway list of it)."""

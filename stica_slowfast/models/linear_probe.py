@@ -60,22 +60,8 @@ class LinearProbe(VideoClassifier):
     predicts_labels = True
 
     @configurable
-    def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        num_classes: int,
-        dropout_rate: float = 0.0,
-        fc_init_std: float = 0.01,
-        loss_func: str = "cross_entropy",
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            num_classes=num_classes,
-            dropout_rate=dropout_rate,
-            fc_init_std=fc_init_std,
-            loss_func=loss_func,
-        )
+    def __init__(self, **kwargs) -> None:  # VideoClassifier's keyword arguments
+        super().__init__(**kwargs)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
 
@@ -88,7 +74,7 @@ class LinearProbe(VideoClassifier):
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled frozen-backbone features ``(B, D)`` of video ``(B, C, T, H, W)``, without autograd."""
         with torch.no_grad():
-            return self.backbone(self._as_video(video))
+            return self.backbone(video)
 
     def load_pretrained(self, path: str, strict: bool = True) -> int:
         """Load the backbone of an SSL (or classifier) checkpoint; see

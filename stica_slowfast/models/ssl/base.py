@@ -16,7 +16,7 @@ D_b = ``backbone.out_dim``, D projection size::
 """
 
 import itertools
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -143,18 +143,9 @@ class RhoSSLBase(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # Clips and encoding
     # ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _as_video(video: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
-        # PySlowFast passes a list of pathways; a single-pathway model takes its only entry.
-        if isinstance(video, (list, tuple)):
-            if len(video) != 1:
-                raise ValueError(f"expected one pathway, got a list of {len(video)} tensors")
-            video = video[0]
-        return video
-
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, D_b)`` of video ``(B, C, T, H, W)`` (linear probe, kNN)."""
-        return self.backbone(self._as_video(video))
+        return self.backbone(video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`forward_features` (SSL models predict no labels)."""
