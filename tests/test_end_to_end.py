@@ -7,13 +7,14 @@ once resumed, and once as two gloo processes (two shards of the same job).
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from stica_slowfast.data.synthetic import generate_dataset
+
+from gloo import free_port  # tests/gloo.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_NET = os.path.join(REPO, "tools", "run_net.py")
@@ -110,15 +111,9 @@ def test_auto_resume_continues_from_last_checkpoint(single_run, data_dir):
     assert os.path.exists(os.path.join(single_run, "checkpoints", "checkpoint_epoch_00003.pyth"))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gloo_run(data_dir, tmp_path):
     out = str(tmp_path / "run2")
-    init = f"tcp://127.0.0.1:{_free_port()}"
+    init = f"tcp://127.0.0.1:{free_port()}"
     args = _opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1})
     procs = [
         subprocess.Popen(

@@ -1,15 +1,11 @@
 """Tests for stica_slowfast.engine.meters, including a 2-process gloo run of TestMeter.sync."""
 
-import datetime
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from stica_slowfast.engine.meters import (
     ScalarMeter,
@@ -19,6 +15,8 @@ from stica_slowfast.engine.meters import (
     all_reduce_mean,
     topk_accuracies,
 )
+
+from gloo import run_gloo  # tests/gloo.py
 
 
 def _numpy_topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -155,41 +153,25 @@ def _shard(rank: int):
     return indices[rank::WORLD]
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+def _worker(rank: int, out_dir: str) -> None:
+    scores, labels, valid = _dataset()
+    meter = TestMeter(NUM_VIDEOS, NUM_CLASSES)
+    idx = torch.tensor(_shard(rank))
+    for batch in idx.split(2):  # several small batches
+        meter.update(batch, scores[batch], labels[batch], valid[batch])
+    local = meter.finalize()
+    meter.sync()
+    meter.sync()  # idempotent
+    means = all_reduce_mean({"loss": float(rank + 1), "acc": 10.0 * rank})
+    torch.save(
+        {"local": local, "synced": meter.finalize(), "scores": meter.scores, "means": means},
+        os.path.join(out_dir, f"rank{rank}.pt"),
     )
-    try:
-        scores, labels, valid = _dataset()
-        meter = TestMeter(NUM_VIDEOS, NUM_CLASSES)
-        idx = torch.tensor(_shard(rank))
-        for batch in idx.split(2):  # several small batches
-            meter.update(batch, scores[batch], labels[batch], valid[batch])
-        local = meter.finalize()
-        meter.sync()
-        meter.sync()  # idempotent
-        means = all_reduce_mean({"loss": float(rank + 1), "acc": 10.0 * rank})
-        torch.save(
-            {"local": local, "synced": meter.finalize(), "scores": meter.scores, "means": means},
-            os.path.join(out_dir, f"rank{rank}.pt"),
-        )
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_sync_two_gloo_processes_matches_single_process(tmp_path):
     assert _shard(0)[-1] == 10 and _shard(1)[-1] == 0  # the padding duplicates video 0 on rank 1
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    run_gloo(_worker, WORLD, str(tmp_path))
 
     scores, labels, valid = _dataset()
     reference = TestMeter(NUM_VIDEOS, NUM_CLASSES)

@@ -1,17 +1,16 @@
 """sinkhorn_knopp (marginals, numpy golden, 2-rank gloo == concatenated) and swav_loss."""
 
-import datetime
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from stica_slowfast.losses import sinkhorn_knopp, swav_loss
 from stica_slowfast.registry import LOSS
+
+from gloo import run_gloo  # tests/gloo.py
 
 WORLD = 2
 
@@ -92,31 +91,15 @@ def test_swav_loss_codes_detached_and_gradcheck():
     assert torch.autograd.gradcheck(lambda s: swav_loss(s, codes.detach(), temperature=0.5), (scores,))
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        scores = torch.randn(WORLD * 5, 4, generator=torch.Generator().manual_seed(7))
-        local = scores[rank * 5 : (rank + 1) * 5]
-        torch.save(sinkhorn_knopp(local, epsilon=0.1, iterations=3), os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _worker(rank: int, out_dir: str) -> None:
+    scores = torch.randn(WORLD * 5, 4, generator=torch.Generator().manual_seed(7))
+    local = scores[rank * 5 : (rank + 1) * 5]
+    torch.save(sinkhorn_knopp(local, epsilon=0.1, iterations=3), os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_sinkhorn_two_gloo_ranks_equals_concatenated(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    run_gloo(_worker, WORLD, str(tmp_path))
     scores = torch.randn(WORLD * 5, 4, generator=torch.Generator().manual_seed(7))
     want = sinkhorn_knopp(scores, epsilon=0.1, iterations=3)
     got = torch.cat([torch.load(os.path.join(tmp_path, f"rank{r}.pt")) for r in range(WORLD)])

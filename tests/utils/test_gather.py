@@ -1,17 +1,16 @@
 """all_gather_with_grad: identity in one process; with 2 gloo processes the values are the concatenation
 and each rank's gradient equals (world x) the gradient a single process computing on all data gets."""
 
-import datetime
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from stica_slowfast.utils.distributed import all_gather_with_grad
+
+from gloo import run_gloo  # tests/gloo.py
 
 WORLD = 2
 N, D, T = 3, 4, 0.5
@@ -36,42 +35,26 @@ def test_identity_without_process_group():
     assert y is x
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+def _worker(rank: int, out_dir: str) -> None:
+    q_all, k_all = _data()
+    q = q_all[rank * N : (rank + 1) * N].clone().requires_grad_()
+    k = k_all[rank * N : (rank + 1) * N].clone().requires_grad_()
+    gathered = all_gather_with_grad(k)
+    loss = _local_loss(q, gathered, rank)
+    loss.backward()
+    # Second case: every rank computes the same loss on the gathered tensor.
+    x = (k_all[rank * N : (rank + 1) * N] * 2).clone().requires_grad_()
+    (all_gather_with_grad(x) ** 3).sum().backward()
+    torch.save(
+        {"gathered": gathered.detach(), "loss": loss.detach(), "q_grad": q.grad, "k_grad": k.grad,
+         "x_grad": x.grad},
+        os.path.join(out_dir, f"rank{rank}.pt"),
     )
-    try:
-        q_all, k_all = _data()
-        q = q_all[rank * N : (rank + 1) * N].clone().requires_grad_()
-        k = k_all[rank * N : (rank + 1) * N].clone().requires_grad_()
-        gathered = all_gather_with_grad(k)
-        loss = _local_loss(q, gathered, rank)
-        loss.backward()
-        # Second case: every rank computes the same loss on the gathered tensor.
-        x = (k_all[rank * N : (rank + 1) * N] * 2).clone().requires_grad_()
-        (all_gather_with_grad(x) ** 3).sum().backward()
-        torch.save(
-            {"gathered": gathered.detach(), "loss": loss.detach(), "q_grad": q.grad, "k_grad": k.grad,
-             "x_grad": x.grad},
-            os.path.join(out_dir, f"rank{rank}.pt"),
-        )
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_two_gloo_processes_match_single_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    run_gloo(_worker, WORLD, str(tmp_path))
     res = [torch.load(os.path.join(tmp_path, f"rank{r}.pt")) for r in range(WORLD)]
 
     # Single process on all data: the mean over all queries = the mean of the per-rank losses.
