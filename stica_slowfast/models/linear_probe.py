@@ -49,15 +49,8 @@ class LinearProbe(VideoClassifier):
     Since the backbone's parameters have ``requires_grad=False``, the optimiser built by
     ``construct_optimizer`` holds the head only.
 
-    Args:
-        backbone: video encoder with ``out_dim`` and ``forward(video) -> (B, out_dim)``; frozen here.
-        num_classes: K.
-        dropout_rate: dropout probability before the linear layer.
-        fc_init_std: std of the normal init of the linear weights.
-        loss_func: training loss; only ``"cross_entropy"``.
+    Args: those of :class:`VideoClassifier`; the backbone is frozen here.
     """
-
-    predicts_labels = True
 
     @configurable
     def __init__(self, **kwargs) -> None:  # VideoClassifier's keyword arguments
