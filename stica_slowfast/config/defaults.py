@@ -191,11 +191,12 @@ _C.CONTRASTIVE.PREDICTOR_DEPTHS = [2]
 # sequential mode) instead of in one concatenated batch (True or False). The per-pair losses are summed
 # into one graph either way: backward runs in the engine, outside forward_train.
 _C.CONTRASTIVE.SEQUENTIAL = False
-# Minimum temporal distance in seconds between the starts of two clips of one video; a negative value
-# means no bound (PySlowFast's -inf, which YAML cannot hold portably).
+# Minimum temporal distance in seconds from the first training clip's start to each other clip's
+# start (rho-clip sampling); a negative value means no bound (PySlowFast's -inf, which YAML cannot hold
+# portably).
 _C.CONTRASTIVE.DELTA_CLIPS_MIN = -1.0
-# Maximum temporal distance in seconds between the starts of two clips of one video; a negative value
-# means no bound (PySlowFast's inf).
+# Maximum temporal distance in seconds from the first training clip's start to each other clip's
+# start; a negative value means no bound (PySlowFast's inf).
 _C.CONTRASTIVE.DELTA_CLIPS_MAX = -1.0
 # RhoSimCLR: gather the embeddings of all processes (with gradients) so every process contrasts against
 # the global batch (True), or use only this process's batch as negatives (False).

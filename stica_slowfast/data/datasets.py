@@ -21,6 +21,7 @@ prefix is empty); absolute paths and URIs are kept.
 """
 
 import logging
+import math
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -260,6 +261,11 @@ class VideoDataset(torch.utils.data.Dataset):
             self.num_clips, self.start_mode = 1, "uniform"
         else:
             self.num_clips, self.start_mode = int(cfg.TEST.NUM_ENSEMBLE_VIEWS), "uniform"
+        # Bounds on the time between the rho clips (CONTRASTIVE.DELTA_CLIPS_MIN/MAX, seconds; < 0 = none).
+        self.clip_deltas = {}
+        if split == "train" and "CONTRASTIVE" in cfg:
+            lo, hi = cfg.CONTRASTIVE.DELTA_CLIPS_MIN, cfg.CONTRASTIVE.DELTA_CLIPS_MAX
+            self.clip_deltas = {"min_delta": max(0.0, lo), "max_delta": math.inf if hi < 0 else hi}
         # train: one random transform (redrawn per clip); val: centre crop; test: one per spatial crop.
         self.transforms = build_transforms_from_cfg(cfg, split)
         self.crop_size = int(d.TRAIN_CROP_SIZE if split == "train" else d.TEST_CROP_SIZE)
@@ -304,7 +310,7 @@ class VideoDataset(torch.utils.data.Dataset):
         path, label = self.items[index]
         with open_video(path, threads=self.threads) as vf:
             starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,
-                                     mode=self.start_mode, rng=self.rng)
+                                     mode=self.start_mode, rng=self.rng, **self.clip_deltas)
             clips = vf.decode_clips(starts, num_frames=self.num_frames, frame_step=self.frame_step,
                                     audio_rate=self.audio_rate)
         videos, audios = [], []

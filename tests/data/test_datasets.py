@@ -247,6 +247,17 @@ def test_train_is_reproducible_from_torch_seed(media):
     assert not torch.equal(out[0][0], out[0][1])
 
 
+def test_clip_distance_bounds_reach_the_sampler(media):
+    write_csv(media / "k", "train", [("a.mp4", 2)])
+    write_csv(media / "k", "val", [("a.mp4", 2)])
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos")})
+    assert Kinetics(cfg, "train").clip_deltas == {"min_delta": 0.0, "max_delta": math.inf}
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos"),
+                                   "CONTRASTIVE.DELTA_CLIPS_MIN": 0.2, "CONTRASTIVE.DELTA_CLIPS_MAX": 0.5})
+    assert Kinetics(cfg, "train").clip_deltas == {"min_delta": 0.2, "max_delta": 0.5}
+    assert Kinetics(cfg, "val").clip_deltas == {}  # val/test views stay uniform
+
+
 def test_val_is_one_centred_clip(media):
     write_csv(media / "k", "val", [("a.mp4", 1)])
     cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos")})

@@ -249,3 +249,19 @@ def test_other_containers(tmp_path, fmt):
     out = decode_clips(path, starts, num_frames=5, frame_step=0.2)
     for start, clip in zip(starts, out.video):
         assert frame_indices(clip) == expected_indices(start, 5, 0.2, 25, 50)
+
+
+def test_random_starts_respect_clip_distance_bounds():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        starts = get_clip_starts(20.0, 1.0, 4, mode="random", rng=rng, min_delta=2.0, max_delta=3.0)
+        assert all(0.0 <= s <= 19.0 for s in starts)
+        assert all(2.0 - 1e-9 <= abs(s - starts[0]) <= 3.0 + 1e-9 for s in starts[1:])
+    # both sides of the first clip are used
+    firsts = [get_clip_starts(20.0, 1.0, 2, mode="random", rng=rng, min_delta=1.0, max_delta=2.0)
+              for _ in range(200)]
+    assert any(b > a for a, b in firsts) and any(b < a for a, b in firsts)
+    # a video too short for the minimum distance: as far from the first clip as it can be
+    for _ in range(20):
+        a, b = get_clip_starts(3.0, 1.0, 2, mode="random", rng=rng, min_delta=5.0, max_delta=6.0)
+        assert b in (0.0, 2.0) and abs(b - a) >= 1.0
