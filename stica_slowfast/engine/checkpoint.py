@@ -28,6 +28,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.utils.io import PathManager, atomic_open
+from stica_slowfast.utils.misc import unwrap
 
 __all__ = [
     "CheckpointMismatchError",
@@ -164,7 +165,7 @@ def save_checkpoint(
 
     state: Dict[str, Any] = {
         "epoch": int(epoch),
-        "model_state": _unwrap(model).state_dict(),
+        "model_state": unwrap(model).state_dict(),
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "cfg": cfg.dump(),
     }
@@ -255,7 +256,7 @@ def load_model_state(
             mismatches; when False log them, skip mismatched shapes and load the rest.
         key_prefix: Prepended to key names in messages (the keys' names in the file).
     """
-    target = _unwrap(model)
+    target = unwrap(model)
     expected = target.state_dict()
     state = _match_prefix(dict(state), expected)
     missing = [k for k in expected if k not in state]
@@ -275,14 +276,6 @@ def load_model_state(
         for key, _, _ in shape_mismatch:
             del state[key]
     target.load_state_dict(state, strict=strict)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside (possibly nested) DistributedDataParallel / DataParallel wrappers."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while isinstance(model, wrappers):
-        model = model.module
-    return model
 
 
 def _match_prefix(state: Dict[str, Any], expected: Mapping[str, Any]) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
 """The ``tools/run_net.py`` entry: parse, load the config, prepare data, launch train and/or test."""
 
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -21,8 +22,6 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
     into OUTPUT_DIR/synthetic_data (once; later runs reuse it) and point the config at it."""
     if not cfg.STICA.SYNTHETIC.ENABLE or cfg.DATA.PATH_TO_DATA_DIR:
         return cfg
-    import os
-
     from stica_slowfast.data.synthetic import generate_dataset_from_cfg
 
     out_dir = os.path.join(cfg.OUTPUT_DIR, "synthetic_data")

@@ -294,9 +294,6 @@ def all_reduce_mean(values: Mapping[str, Union[float, torch.Tensor]]) -> Dict[st
     """
     keys = sorted(values)
     floats = [float(values[k]) for k in keys]
-    if du.get_world_size() == 1 or not keys:
-        return dict(zip(keys, floats))
-    tensor = torch.tensor(floats, dtype=torch.float64, device=du.comm_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    tensor /= dist.get_world_size()
-    return dict(zip(keys, tensor.cpu().tolist()))
+    if not keys:
+        return {}
+    return dict(zip(keys, du.all_reduce_tensor(torch.tensor(floats, dtype=torch.float64)).tolist()))

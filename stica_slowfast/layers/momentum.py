@@ -11,19 +11,10 @@ import math
 
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from stica_slowfast.utils.misc import unwrap
 
 __all__ = ["MomentumEncoder", "momentum_update", "cosine_momentum", "make_target", "unwrap"]
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """Return the module inside a (Distributed)DataParallel wrapper, or ``module`` itself.
-
-    Only the wrapper classes are unwrapped: a plain module may own a child called ``module``.
-    """
-    while isinstance(module, (DistributedDataParallel, DataParallel)):
-        module = module.module
-    return module
 
 
 def make_target(online: nn.Module) -> nn.Module:

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from stica_slowfast.engine.checkpoint import load_model_state, read_checkpoint
 from stica_slowfast.registry import MODEL
+from stica_slowfast.utils.misc import unwrap
 
 from .classifier import VideoClassifier
 from .configurable import configurable
@@ -114,9 +115,7 @@ def load_backbone_from_ssl_checkpoint(path: str, model: nn.Module, strict: bool 
             ", ".join(sorted({k.split(".", 1)[0] for k in ignored})),
         )
 
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    load_model_state(model.backbone, backbone_state, source=path, strict=strict, key_prefix=_BACKBONE_PREFIX)
+    load_model_state(unwrap(model).backbone, backbone_state, source=path, strict=strict, key_prefix=_BACKBONE_PREFIX)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     return epoch
 

@@ -29,6 +29,16 @@ def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -
     return obj
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside (possibly nested) DistributedDataParallel / DataParallel wrappers.
+
+    Only the wrapper classes are unwrapped: a plain module may own a child called ``module``.
+    """
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
