@@ -130,6 +130,10 @@ _C.DATA.SSL_BLUR_SIGMA_MAX = [0.0, 2.0]
 _C.DATA.INPUT_CHANNEL_NUM = [3]
 # Clips sampled from each training video (the rho of rho-clip SSL; 1 for supervised training).
 _C.DATA.TRAIN_CROP_NUM_TEMPORAL = 1
+# Independently augmented crops of each training clip (>= 1). Views per training video are
+# TRAIN_CROP_NUM_TEMPORAL x TRAIN_CROP_NUM_SPATIAL, temporal-major; rho = 1 SSL (two crops of one clip,
+# the paper's image-style baseline) is TRAIN_CROP_NUM_TEMPORAL 1, TRAIN_CROP_NUM_SPATIAL 2.
+_C.DATA.TRAIN_CROP_NUM_SPATIAL = 1
 # Decoder; only "pyav" (PyAV, one pass over the file for all clips and the audio).
 _C.DATA.DECODING_BACKEND = "pyav"
 

@@ -81,6 +81,32 @@ def add_swav_config(stica: CfgNode) -> None:
     stica.SWAV.FREEZE_PROTOTYPES_ITERS = 313
 
 
+def add_eval_config(stica: CfgNode) -> None:
+    stica.KNN = CfgNode()
+    # kNN monitor (stica_slowfast.engine.retrieval): every TRAIN.EVAL_PERIOD epochs, the val videos are
+    # classified by a weighted kNN over the features of labelled train videos (json_stats "knn_val");
+    # at the end of training the test videos too (metrics.json "knn_top1_acc"). Any model with
+    # forward_features; one centred clip per video.
+    stica.KNN.ENABLE = False
+    # Neighbours per query (integer >= 1; clipped to the bank size).
+    stica.KNN.K = 200
+    # Temperature T > 0 of the neighbour weights exp(cosine / T).
+    stica.KNN.T = 0.07
+    # Train videos in the memory bank: a fixed random subset of this many (integer >= 0; 0 = all).
+    stica.KNN.NUM_TRAIN = 0
+    stica.RETRIEVAL = CfgNode()
+    # Retrieval run mode: after training/testing, every test video queries the train videos by cosine
+    # similarity of its mean feature over the test views; R@k into metrics.json.
+    stica.RETRIEVAL.ENABLE = False
+    # The k of the reported recalls R@k (integers >= 1).
+    stica.RETRIEVAL.KS = [1, 5, 10]
+    stica.PROBE = CfgNode()
+    # LinearProbe: standardise each frozen feature with a BatchNorm without affine parameters before
+    # the linear layer (as MAE, arXiv:2111.06377), so the probe does not depend on feature scale. At
+    # inference it is a fixed affine map, so the classifier stays linear in the features.
+    stica.PROBE.FEATURE_NORM = True
+
+
 def add_data_loader_config(cfg: CfgNode) -> None:
     """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
     if "DATA_LOADER" not in cfg:
@@ -102,4 +128,5 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_synthetic_config(cfg.STICA)
     add_ssl_aug_config(cfg.STICA)
     add_swav_config(cfg.STICA)
+    add_eval_config(cfg.STICA)
     return cfg

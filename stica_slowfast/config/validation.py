@@ -24,6 +24,7 @@ _POSITIVE = (
     "DATA.TRAIN_CROP_SIZE",
     "DATA.TEST_CROP_SIZE",
     "DATA.TRAIN_CROP_NUM_TEMPORAL",
+    "DATA.TRAIN_CROP_NUM_SPATIAL",
     "TEST.NUM_ENSEMBLE_VIEWS",
     "TRAIN.EVAL_PERIOD",
     "TRAIN.CHECKPOINT_PERIOD",
@@ -31,6 +32,8 @@ _POSITIVE = (
     "MODEL.NUM_CLASSES",
     "STICA.AUDIO.SAMPLE_RATE",
     "LOG_PERIOD",
+    "STICA.KNN.K",
+    "STICA.KNN.T",
 )
 
 
@@ -75,4 +78,8 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         value = _get(cfg, key)
         if value and (len(value) != 2 or value[0] > value[1]):
             raise ConfigError(f"config key {key} must be [min, max], got {list(value)}")
+    if cfg.STICA.KNN.NUM_TRAIN < 0:
+        raise ConfigError(f"config key STICA.KNN.NUM_TRAIN must be >= 0 (0 = all), got {cfg.STICA.KNN.NUM_TRAIN}")
+    if not cfg.STICA.RETRIEVAL.KS or min(cfg.STICA.RETRIEVAL.KS) < 1:
+        raise ConfigError(f"config key STICA.RETRIEVAL.KS must be a non-empty list of k >= 1, got {list(cfg.STICA.RETRIEVAL.KS)}")
     return cfg

@@ -6,7 +6,7 @@
          --(per-clip transform)--> "video": [ (C, T, h, w) ] * V,  "audio": [ (S,) ] * V
 
 with V views: train -- rho = ``DATA.TRAIN_CROP_NUM_TEMPORAL`` clips at independent random starts,
-each with its own random spatial augmentation; val -- one centred clip, centre crop; test --
+each in ``DATA.TRAIN_CROP_NUM_SPATIAL`` crops with their own random augmentation (temporal-major); val -- one centred clip, centre crop; test --
 ``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views, temporal-major
 (``view = t * NUM_SPATIAL_CROPS + s``).
 
@@ -231,17 +231,23 @@ class VideoDataset(torch.utils.data.Dataset):
       ``STICA.AUDIO.SAMPLE_RATE``, each aligned to its view's clip;
     * ``"label"``, ``"index"``: int (index of the video actually loaded, in this split);
     * ``"skipped"``: undecodable files tried before this sample succeeded;
-    * ``"valid"``: False only for a test video that could not be decoded (zeros are returned).
+    * ``"valid"``: False only for an evaluated video that could not be decoded (zeros are returned):
+      one of the test split, or one read with another split's ``sampling``.
 
     Args:
         cfg: full config.
-        split: "train", "val" or "test".
+        split: "train", "val" or "test": which videos.
+        sampling: "train", "val" or "test": how they are sampled (clips, crops, augmentation); the
+            split's own by default. The kNN monitor and retrieval read the train videos with "val" or
+            "test" sampling (deterministic views) for their labelled memory bank.
     """
 
-    def __init__(self, cfg: CfgNode, split: str):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.cfg, self.split = cfg, split
+    def __init__(self, cfg: CfgNode, split: str, sampling: Optional[str] = None):
+        sampling = split if sampling is None else sampling
+        for name, value in (("split", split), ("sampling", sampling)):
+            if value not in SPLITS:
+                raise ValueError(f"{name} must be one of {SPLITS}, got {value!r}")
+        self.cfg, self.split, self.sampling = cfg, split, sampling
         self.items: List[Item] = self.load_items(cfg, split)
         if not self.items:
             raise ValueError(f"{type(self).__name__}: no videos in the {split} split "
@@ -255,20 +261,22 @@ class VideoDataset(torch.utils.data.Dataset):
         self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
         # Like PySlowFast: this many undecodable videos in a row make the sample fail.
         self.num_retries = max(1, int(cfg.DATA_LOADER.NUM_RETRIES))
-        if split == "train":
+        if sampling == "train":
             self.num_clips, self.start_mode = int(d.TRAIN_CROP_NUM_TEMPORAL), "random"
-        elif split == "val":
+        elif sampling == "val":
             self.num_clips, self.start_mode = 1, "uniform"
         else:
             self.num_clips, self.start_mode = int(cfg.TEST.NUM_ENSEMBLE_VIEWS), "uniform"
         # Bounds on the time between the rho clips (CONTRASTIVE.DELTA_CLIPS_MIN/MAX, seconds; < 0 = none).
         self.clip_deltas = {}
-        if split == "train" and "CONTRASTIVE" in cfg:
+        if sampling == "train" and "CONTRASTIVE" in cfg:
             lo, hi = cfg.CONTRASTIVE.DELTA_CLIPS_MIN, cfg.CONTRASTIVE.DELTA_CLIPS_MAX
             self.clip_deltas = {"min_delta": max(0.0, lo), "max_delta": math.inf if hi < 0 else hi}
         # train: one random transform (redrawn per clip); val: centre crop; test: one per spatial crop.
-        self.transforms = build_transforms_from_cfg(cfg, split)
-        self.crop_size = int(d.TRAIN_CROP_SIZE if split == "train" else d.TEST_CROP_SIZE)
+        self.transforms = build_transforms_from_cfg(cfg, sampling)
+        if sampling == "train":  # the random transform, applied once per crop (a new draw each call)
+            self.transforms = self.transforms * int(d.TRAIN_CROP_NUM_SPATIAL)
+        self.crop_size = int(d.TRAIN_CROP_SIZE if sampling == "train" else d.TEST_CROP_SIZE)
         self.num_channels = len(d.MEAN)
         self._rng_key: Optional[Tuple[int, int]] = None
         self._rng_gen: Optional[np.random.Generator] = None
@@ -286,8 +294,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
     @property
     def num_views(self) -> int:
-        """Views per sample: rho (train), 1 (val), ensemble views x spatial crops (test)."""
-        return self.num_clips * len(self.transforms) if self.split == "test" else self.num_clips
+        """Views per sample: rho x train crops (train), 1 (val), ensemble views x spatial crops (test)."""
+        return self.num_clips * len(self.transforms)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -338,8 +346,9 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         index = int(index)
-        if self.split == "test":
-            # Never substitute a test video: the meter drops invalid samples so accuracy stays honest.
+        if self.split == "test" or self.sampling != self.split:
+            # Never substitute a video that is evaluated (the test split, or a feature bank such as the
+            # kNN monitor's train videos): the meter drops invalid samples so accuracy stays honest.
             try:
                 sample, skipped, valid = self._decode_views(index), 0, True
             except DecodeError as err:

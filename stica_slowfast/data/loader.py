@@ -6,10 +6,10 @@ A batch is the default collate of the dataset's sample dicts::
     "label", "index", "skipped": (B,) int64     "valid": (B,) bool
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from stica_slowfast.registry import get_dataset_class
@@ -33,28 +33,39 @@ def per_process_batch_size(global_batch: int, world_size: int) -> int:
     return global_batch // world_size
 
 
-def build_dataset(cfg: CfgNode, split: str) -> Dataset:
-    """The dataset of ``split``: TRAIN.DATASET for train and val (as PySlowFast), TEST.DATASET for test."""
+def build_dataset(cfg: CfgNode, split: str, sampling: Optional[str] = None) -> Dataset:
+    """The dataset of ``split``: TRAIN.DATASET for train and val (as PySlowFast), TEST.DATASET for test.
+
+    ``sampling`` ("train", "val" or "test"; default: ``split``) picks how clips and crops are drawn.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     name = cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
-    return get_dataset_class(name)(cfg, split)
+    return get_dataset_class(name)(cfg, split, sampling=sampling)
 
 
-def construct_loader(cfg: CfgNode, split: str) -> DataLoader:
+def construct_loader(
+    cfg: CfgNode, split: str, sampling: Optional[str] = None, subset: Optional[Sequence[int]] = None
+) -> DataLoader:
     """Build the data loader of ``split`` for this process.
 
     Args:
         cfg: full config (TRAIN.*, TEST.*, DATA.*, DATA_LOADER.*, NUM_GPUS).
-        split: "train", "val" or "test".
+        split: "train", "val" or "test": which videos.
+        sampling: "train", "val" or "test": how they are read (default: as ``split``). Only "train"
+            sampling shuffles, drops the last incomplete batch and uses TRAIN.BATCH_SIZE.
+        subset: indices of the split's videos to keep (all when None); samples keep their index in
+            the full split.
 
     Returns:
         A DataLoader with batch TRAIN.BATCH_SIZE (train) or TEST.BATCH_SIZE (val/test) divided by the
         world size. Train shuffles and drops the last incomplete batch; val/test keep order and every
         video. With more than one process a DistributedSampler shards the videos.
     """
-    dataset = build_dataset(cfg, split)
-    is_train = split == "train"
+    dataset = build_dataset(cfg, split, sampling)
+    if subset is not None:
+        dataset = Subset(dataset, list(subset))
+    is_train = (split if sampling is None else sampling) == "train"
     world = du.get_world_size()
     batch = per_process_batch_size(cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE, world)
     sampler: Optional[DistributedSampler] = None

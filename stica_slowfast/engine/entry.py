@@ -12,6 +12,7 @@ from stica_slowfast.utils.parser import load_config_from_args, parse_args
 
 from .evaluator import test
 from .launch import launch_job
+from .retrieval import retrieval
 from .trainer import train
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,13 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
 
 
 def run(cfg: CfgNode) -> None:
-    """Per-process job: train if TRAIN.ENABLE, then test if TEST.ENABLE."""
+    """Per-process job: train if TRAIN.ENABLE, test if TEST.ENABLE, retrieval if STICA.RETRIEVAL.ENABLE."""
     if cfg.TRAIN.ENABLE:
         train(cfg)
     if cfg.TEST.ENABLE:
         test(cfg)
+    if cfg.STICA.RETRIEVAL.ENABLE:
+        retrieval(cfg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -7,7 +7,7 @@ softmax scores of its views are averaged and top-1/top-5 accuracy is taken over 
 import json
 import logging
 import os
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -66,22 +66,31 @@ def write_metrics(output_dir: str, metrics: Dict[str, float]) -> str:
     return path
 
 
+def load_eval_model(cfg: CfgNode, device: torch.device) -> Tuple[nn.Module, str]:
+    """The model of TEST.CHECKPOINT_FILE_PATH (default: this run's newest checkpoint) and that path.
+
+    Without either, the model keeps its random initialisation (a baseline) and the path is "".
+    """
+    model = build_model(cfg).to(device)
+    path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR) or ""
+    if path:
+        epoch = load_checkpoint(path, model)
+        logger.info("Evaluating %s (epoch %d)", path, epoch + 1)
+    else:
+        logger.warning("No checkpoint given or found in %s: evaluating a randomly initialised model", cfg.OUTPUT_DIR)
+    return model, path
+
+
 def test(cfg: CfgNode) -> Dict[str, float]:
     """Multi-view test of TEST.CHECKPOINT_FILE_PATH (default: this run's newest checkpoint)."""
     device = setup_process(cfg, "test")
-    model = build_model(cfg).to(device)
+    model, path = load_eval_model(cfg, device)
     if not predicts_labels(model):
         logger.info("%s does not predict labels; no multi-view test", cfg.MODEL.MODEL_NAME)
         return {}
-    path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR)
-    if path:
-        epoch = load_checkpoint(path, model)
-        logger.info("Testing %s (epoch %d)", path, epoch + 1)
-    else:
-        logger.warning("No checkpoint given or found in %s: testing a randomly initialised model", cfg.OUTPUT_DIR)
     loader = construct_loader(cfg, "test")
     stats = evaluate(model, loader, cfg, device)
     log_json_stats({"_type": "test_final", **stats}, cfg.OUTPUT_DIR, to_file=True)
     if du.is_master_proc():
-        write_metrics(cfg.OUTPUT_DIR, {**stats, "checkpoint": path or ""})
+        write_metrics(cfg.OUTPUT_DIR, {**stats, "checkpoint": path})
     return stats

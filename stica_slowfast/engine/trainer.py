@@ -25,6 +25,7 @@ from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import SmoothedValue
 from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
+from .retrieval import KnnMonitor
 from .setup import TensorBoardWriter, setup_process
 
 logger = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ def train(cfg: CfgNode) -> Dict[str, float]:
         )
     train_loader = construct_loader(cfg, "train")
     val_loader = construct_loader(cfg, "val") if predicts_labels(model) else None
+    knn = KnnMonitor(cfg) if cfg.STICA.KNN.ENABLE else None
     writer = TensorBoardWriter(cfg) if du.is_master_proc() and cfg.TENSORBOARD.ENABLE else None
     logger.info("Start epoch: %d of %d, %d iterations per epoch", start_epoch + 1, cfg.SOLVER.MAX_EPOCH, len(train_loader))
 
@@ -227,6 +229,17 @@ def train(cfg: CfgNode) -> Dict[str, float]:
             metrics["val_top1_acc"] = val["top1_acc"]
             if writer is not None:
                 writer.add_scalars({"Val/top1_acc": val["top1_acc"], "Val/top5_acc": val["top5_acc"]}, epoch)
+        if knn is not None and _due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg):
+            last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
+            acc = knn.evaluate(model, device, ("val", "test") if last else ("val",))
+            log_json_stats({"_type": "knn_val", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                            "knn_top1_acc": acc["val"]}, cfg.OUTPUT_DIR, to_file=True)
+            metrics["val_knn_top1_acc"] = acc["val"]
+            if last:
+                log_json_stats({"_type": "knn_test", "knn_top1_acc": acc["test"]}, cfg.OUTPUT_DIR, to_file=True)
+                metrics["knn_top1_acc"] = acc["test"]
+            if writer is not None:
+                writer.add_scalars({"Val/knn_top1_acc": acc["val"]}, epoch)
     if writer is not None:
         writer.close()
     if du.is_master_proc() and metrics:

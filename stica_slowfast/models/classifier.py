@@ -15,6 +15,7 @@ from stica_slowfast.registry import MODEL
 from .build import build_backbone
 from .configurable import configurable
 from .heads import ClassifierHead
+from .pretrained import load_backbone_from_ssl_checkpoint
 
 __all__ = ["VideoClassifier"]
 
@@ -87,6 +88,15 @@ class VideoClassifier(nn.Module):
             "fc_init_std": cfg.MODEL.FC_INIT_STD,
             "loss_func": cfg.MODEL.LOSS_FUNC,
         }
+
+    def load_pretrained(self, path: str, strict: bool = True) -> int:
+        """Initialise from another run (``TRAIN.CHECKPOINT_FILE_PATH``): fine-tuning.
+
+        The backbone comes from the checkpoint's ``backbone.*`` (an SSL method's or a classifier's;
+        strict); the head too when the checkpoint has one of the same shape, else it stays freshly
+        initialised (an SSL checkpoint, or another class count). Returns the stored epoch.
+        """
+        return load_backbone_from_ssl_checkpoint(path, self, strict=strict, with_head=True)
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, D)`` of video ``(B, C, T, H, W)``."""

@@ -235,6 +235,20 @@ def test_train_rho_clips_with_own_augmentation(media):
     assert len(starts) > 4 and len(crops) > 4  # independent starts and crops per clip
 
 
+def test_train_spatial_crops_share_their_clip(media):
+    # rho = 1 SSL: one clip time, two independently augmented crops (temporal-major views).
+    write_csv(media / "k", "train", [("a.mp4", 2)])
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos"),
+                                   "DATA.TRAIN_CROP_NUM_TEMPORAL": 2, "DATA.TRAIN_CROP_NUM_SPATIAL": 2})
+    torch.manual_seed(0)
+    ds = Kinetics(cfg, "train")
+    assert ds.num_views == 4
+    views = ds[0]["video"]
+    assert len(views) == 4
+    idx = [frame_index(v, cfg) for v in views]
+    assert idx[0] == idx[1] and idx[2] == idx[3]  # crops of one clip: the same frames
+
+
 def test_train_is_reproducible_from_torch_seed(media):
     write_csv(media / "k", "train", [("a.mp4", 2)])
     cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos")})
@@ -340,6 +354,23 @@ def test_test_flags_undecodable_without_substituting(media, corrupt_csv):
         assert all(a.shape == (3200,) and float(a.abs().max()) == 0 for a in s["audio"])
     s = ds[3]
     assert s["valid"] and s["skipped"] == 0 and float(s["video"][0].abs().max()) > 0
+
+
+def test_train_videos_read_for_evaluation(media, corrupt_csv):
+    # The kNN memory bank: train videos, val sampling (one centred clip), never substituted.
+    cfg = make_cfg(corrupt_csv, **{"DATA.PATH_PREFIX": str(media / "videos"),
+                                   "DATA.TRAIN_CROP_NUM_TEMPORAL": 3})
+    ds = Kinetics(cfg, "train", sampling="val")
+    assert (ds.split, ds.sampling, ds.num_views) == ("train", "val", 1)
+    assert ds.clip_deltas == {}
+    s = ds[0]  # junk.mp4
+    assert (s["index"], s["valid"], s["skipped"]) == (0, False, 1)
+    good = ds[3]
+    assert good["valid"] and frame_index(good["video"][0], cfg) == [20, 22, 25, 27]
+    assert torch.equal(good["video"][0], ds[3]["video"][0])  # deterministic
+    assert Kinetics(cfg, "train", sampling="test").num_views == 9
+    with pytest.raises(ValueError, match="sampling"):
+        Kinetics(cfg, "train", sampling="eval")
 
 
 def test_ucf101_decodes_from_class_folders(tmp_path):

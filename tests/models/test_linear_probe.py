@@ -119,7 +119,7 @@ def test_loads_backbone_from_ssl_checkpoint(cfg, tmp_path, caplog):
     path = save_checkpoint(str(tmp_path), 9, ssl, None, cfg)
     probe = LinearProbe(cfg)
     head_before = {k: v.clone() for k, v in probe.head.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="stica_slowfast.models.linear_probe"):
+    with caplog.at_level(logging.INFO, logger="stica_slowfast.models.pretrained"):
         epoch = probe.load_pretrained(path)
     assert epoch == 9
     assert "projector" in caplog.text and "target_backbone" in caplog.text and "queue" in caplog.text
@@ -172,3 +172,28 @@ def test_checkpoint_without_backbone_is_rejected(cfg, tmp_path):
     torch.save({"model_state": {"encoder.weight": torch.zeros(2)}}, path)
     with pytest.raises(ValueError, match="no 'backbone"):
         LinearProbe(cfg).load_pretrained(str(path))
+
+
+def test_fine_tuned_classifier_takes_backbone_and_a_fitting_head(cfg, tmp_path):
+    from stica_slowfast.models import VideoClassifier
+
+    cfg.MODEL.MODEL_NAME = "VideoClassifier"
+    ssl_path = save_checkpoint(str(tmp_path / "ssl"), 3, _FakeSSL(cfg), None, cfg)
+    model = VideoClassifier(cfg)
+    fresh_head = {k: v.clone() for k, v in model.head.state_dict().items()}
+    assert model.load_pretrained(ssl_path) == 3  # SSL -> classifier: backbone only, the head is new
+    torch.testing.assert_close(model.head.state_dict(), fresh_head, rtol=0, atol=0)
+
+    donor = VideoClassifier(cfg)
+    with torch.no_grad():
+        donor.head.fc.weight.add_(1.0)
+    same = save_checkpoint(str(tmp_path / "same"), 5, donor, None, cfg)
+    model.load_pretrained(same)  # same classes: the head is taken too
+    torch.testing.assert_close(model.state_dict(), donor.state_dict(), rtol=0, atol=0)
+
+    cfg.MODEL.NUM_CLASSES = NUM_CLASSES + 2  # another label set: backbone only
+    other = VideoClassifier(cfg)
+    other_head = {k: v.clone() for k, v in other.head.state_dict().items()}
+    other.load_pretrained(same)
+    torch.testing.assert_close(other.backbone.state_dict(), donor.backbone.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(other.head.state_dict(), other_head, rtol=0, atol=0)

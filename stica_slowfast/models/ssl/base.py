@@ -160,7 +160,8 @@ class RhoSSLBase(nn.Module):
         clips = list(clips)
         if len(clips) < 2:
             raise ValueError(
-                f"rho-clip SSL needs >= 2 clips per video (DATA.TRAIN_CROP_NUM_TEMPORAL), got {len(clips)}"
+                f"rho-clip SSL needs >= 2 views per video (DATA.TRAIN_CROP_NUM_TEMPORAL x "
+                f"DATA.TRAIN_CROP_NUM_SPATIAL; rho = 1 is 1 x 2), got {len(clips)}"
             )
         shape = clips[0].shape
         if any(c.shape != shape for c in clips):

@@ -1,0 +1,229 @@
+"""Evaluation in feature space, without training a classifier: weighted kNN and video retrieval.
+
+* **kNN monitor** (the instance-discrimination protocol of Wu et al. 2018, arXiv:1805.01978, used to
+  follow SSL pretraining): the features of labelled train videos form a memory bank; each query video
+  votes with its k most cosine-similar bank videos, each vote weighted by ``exp(similarity / T)``;
+  top-1 accuracy of the summed votes.
+* **Retrieval** (the nearest-neighbour protocol of Xu et al. 2019 used by STiCA and GDT): every test
+  video queries the train videos; R@k is the percentage of queries with a video of their own class
+  among their k nearest neighbours.
+
+Feature data flow (one process; with several, each takes its shard and the rows are gathered)::
+
+    views [ (B, C, T, H, W) ] * V --model.forward_features--> (B, V, D) --mean over V, L2--> (B, D)
+    --gathered by video index--> bank (N, D)
+
+B videos in a batch, V views per video, D feature size, N videos, K classes.
+"""
+
+import logging
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from stica_slowfast.data import construct_loader
+from stica_slowfast.utils import distributed as du
+from stica_slowfast.utils.logging import log_json_stats
+from stica_slowfast.utils.misc import move_to_device
+
+from .evaluator import load_eval_model, write_metrics
+from .meters import topk_accuracies
+from .setup import setup_process
+
+__all__ = [
+    "Features",
+    "extract_features",
+    "knn_scores",
+    "recall_at_k",
+    "KnnMonitor",
+    "retrieval",
+]
+
+logger = logging.getLogger(__name__)
+
+# Query rows per similarity block: bounds memory at (block x N) for any bank size N.
+_BLOCK = 1024
+
+
+class Features(NamedTuple):
+    """L2-normalised features of a split's decodable videos, sorted by video index."""
+
+    features: torch.Tensor  # (N, D) float32, unit rows
+    labels: torch.Tensor  # (N,) int64
+    index: torch.Tensor  # (N,) int64 video index in the split
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader, device: torch.device) -> Features:
+    """Features of every video the loader yields, from ``model.forward_features``.
+
+    The model runs in eval mode (restored afterwards). Views of a video are averaged before the L2
+    normalisation; videos marked invalid (undecodable) are left out. Every process extracts its shard
+    and receives all rows; duplicates a DistributedSampler adds are dropped by video index.
+
+    Args:
+        model: module with ``forward_features(video (B, C, T, H, W)) -> (B, D)``.
+        loader: yields the dataset's batches (``"video"`` list of V views, ``"label"``, ``"index"``,
+            ``"valid"``).
+        device: where the model runs.
+
+    Returns:
+        :class:`Features` on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    rows, labels, index = [], [], []
+    for batch in loader:
+        views = move_to_device(batch["video"], device, non_blocking=True)
+        # V x (B, D) -> (B, V, D) -> (B, D)
+        feats = torch.stack([model.forward_features(v).float() for v in views], dim=1).mean(dim=1)
+        keep = batch["valid"].bool()
+        rows.append(F.normalize(feats, dim=1).cpu()[keep])
+        labels.append(batch["label"][keep])
+        index.append(batch["index"][keep])
+    model.train(was_training)
+    local = (torch.cat(rows), torch.cat(labels), torch.cat(index))
+    gathered = du.all_gather_objects(local) if du.get_world_size() > 1 else [local]
+    feats, labels_all, index_all = (torch.cat(parts) for parts in zip(*gathered))
+    # Unique video indices, sorted; np.unique's return_index gives each one's first row.
+    _, first = np.unique(index_all.numpy(), return_index=True)
+    first = torch.from_numpy(first)
+    return Features(feats[first], labels_all[first], index_all[first])
+
+
+def _nearest(queries: torch.Tensor, bank: torch.Tensor, k: int):
+    """Cosine similarities ``(Q, k)`` and bank rows ``(Q, k)`` of each query's k nearest bank rows."""
+    k = min(k, bank.shape[0])
+    sims, rows = [], []
+    for start in range(0, queries.shape[0], _BLOCK):
+        # (block, D) @ (D, N) -> (block, N) -> top-k
+        top = (queries[start:start + _BLOCK] @ bank.T).topk(k, dim=1)
+        sims.append(top.values)
+        rows.append(top.indices)
+    return torch.cat(sims), torch.cat(rows)
+
+
+def knn_scores(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """Class scores of each query from its k nearest bank rows (weighted kNN, Wu et al. 2018).
+
+    Args:
+        queries: ``(Q, D)`` L2-normalised query features.
+        bank: ``(N, D)`` L2-normalised bank features.
+        bank_labels: ``(N,)`` int64 class of each bank row, in [0, K).
+        num_classes: K.
+        k: neighbours per query (clipped to N).
+        temperature: T > 0; a neighbour's vote is ``exp(cosine / T)``.
+
+    Returns:
+        ``(Q, K)`` summed votes (argmax = prediction).
+    """
+    if bank.shape[0] == 0:
+        raise ValueError("the kNN memory bank is empty")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    sims, rows = _nearest(queries, bank, k)
+    weights = (sims / temperature).exp()  # (Q, k)
+    scores = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype)
+    return scores.scatter_add_(1, bank_labels[rows], weights)
+
+
+def recall_at_k(
+    queries: torch.Tensor,
+    query_labels: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    ks: Sequence[int] = (1, 5, 10),
+) -> Dict[str, float]:
+    """Retrieval recall: percent of queries with a same-class bank row among their k nearest.
+
+    Args:
+        queries, bank: ``(Q, D)`` and ``(N, D)`` L2-normalised features.
+        query_labels, bank_labels: ``(Q,)`` and ``(N,)`` classes.
+        ks: the k values (each clipped to N).
+
+    Returns:
+        ``{"R@k": percent}`` for each k.
+    """
+    if bank.shape[0] == 0 or queries.shape[0] == 0:
+        raise ValueError(f"retrieval needs queries and a bank, got {queries.shape[0]} and {bank.shape[0]}")
+    _, rows = _nearest(queries, bank, max(ks))
+    hits = bank_labels[rows] == query_labels.view(-1, 1)  # (Q, k) same class, nearest first
+    return {f"R@{k}": float(hits[:, :k].any(dim=1).float().mean()) * 100.0 for k in ks}
+
+
+def bank_subset(num_videos: int, size: int, seed: int) -> Optional[Sequence[int]]:
+    """A fixed random choice of ``size`` of ``num_videos`` indices (sorted), or None for all."""
+    if size <= 0 or size >= num_videos:
+        return None
+    return sorted(np.random.default_rng(seed).choice(num_videos, size, replace=False).tolist())
+
+
+class KnnMonitor:
+    """The kNN monitor of a training run (``STICA.KNN.*``).
+
+    The bank is ``STICA.KNN.NUM_TRAIN`` train videos (a fixed random subset; all when 0), the queries
+    are the val or test split, all read with val sampling (one centred clip, centre crop). Loaders are
+    built once and reused; features are recomputed at every call since the model changes.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        self.cfg = cfg
+        knn = cfg.STICA.KNN
+        self.k, self.temperature = int(knn.K), float(knn.T)
+        train = construct_loader(cfg, "train", sampling="val")
+        subset = bank_subset(len(train.dataset), int(knn.NUM_TRAIN), cfg.RNG_SEED)
+        self.bank_loader = train if subset is None else construct_loader(cfg, "train", "val", subset)
+        self.query_loaders: Dict[str, object] = {}
+
+    def _queries(self, split: str):
+        if split not in self.query_loaders:
+            self.query_loaders[split] = construct_loader(self.cfg, split, sampling="val")
+        return self.query_loaders[split]
+
+    def evaluate(self, model: nn.Module, device: torch.device, splits: Sequence[str]) -> Mapping[str, float]:
+        """kNN top-1 accuracy (percent) of each query split, e.g. ``{"val": 71.9}``."""
+        bank = extract_features(model, self.bank_loader, device)
+        results = {}
+        for split in splits:
+            queries = extract_features(model, self._queries(split), device)
+            scores = knn_scores(queries.features, bank.features, bank.labels, self.cfg.MODEL.NUM_CLASSES,
+                                self.k, self.temperature)
+            results[split] = topk_accuracies(scores, queries.labels, ks=(1,))[0]
+        return results
+
+
+def retrieval(cfg: CfgNode) -> Dict[str, float]:
+    """The retrieval run mode (``STICA.RETRIEVAL.ENABLE``): test videos query the train videos.
+
+    Evaluates TEST.CHECKPOINT_FILE_PATH (default: this run's newest checkpoint; a random
+    initialisation when there is none). Both splits are read with test sampling and each video's
+    feature is the mean over its ``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views.
+
+    Returns:
+        ``{"R@k": percent for k in STICA.RETRIEVAL.KS}``, also logged and merged into metrics.json.
+    """
+    device = setup_process(cfg, "retrieval")
+    model, path = load_eval_model(cfg, device)
+    bank = extract_features(model, construct_loader(cfg, "train", sampling="test"), device)
+    queries = extract_features(model, construct_loader(cfg, "test"), device)
+    stats = recall_at_k(queries.features, queries.labels, bank.features, bank.labels,
+                        ks=[int(k) for k in cfg.STICA.RETRIEVAL.KS])
+    log_json_stats({"_type": "retrieval", "num_queries": len(queries), "num_bank": len(bank), **stats},
+                   cfg.OUTPUT_DIR, to_file=True)
+    if du.is_master_proc():
+        write_metrics(cfg.OUTPUT_DIR, {**stats, "retrieval_checkpoint": path})
+    return stats

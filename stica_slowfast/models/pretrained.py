@@ -1,0 +1,99 @@
+"""Initialising a model's backbone (and optionally its head) from another run's checkpoint.
+
+An SSL checkpoint holds ``backbone.*`` next to the method's projector, predictor, momentum target and
+queue; a classifier checkpoint holds ``backbone.*`` and ``head.*``. Evaluation models take what they
+need from either: the linear probe the backbone, a fine-tuned classifier the backbone and, when the
+shapes match, the head.
+"""
+
+import logging
+from typing import Any, Dict, List, Mapping, Tuple
+
+from torch import nn
+
+from stica_slowfast.engine.checkpoint import load_model_state, read_checkpoint
+from stica_slowfast.utils.misc import unwrap
+
+__all__ = ["load_backbone_from_ssl_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+_BACKBONE_PREFIX = "backbone."
+_HEAD_PREFIX = "head."
+_DDP_PREFIX = "module."
+
+
+def load_backbone_from_ssl_checkpoint(
+    path: str, model: nn.Module, strict: bool = True, with_head: bool = False
+) -> int:
+    """Copy every ``backbone.*`` tensor of a ``.pyth`` checkpoint into ``model.backbone``.
+
+    Keys outside ``backbone.`` (projector, predictor, momentum target ``target_backbone.*``, queue, a
+    classifier head) are ignored and their count and top-level names are logged. A ``"module."`` prefix
+    (a DDP model saved without unwrapping) is stripped first. A bare state-dict file (no
+    ``"model_state"``) is accepted too.
+
+    Args:
+        path: Checkpoint path (any iopath path) written by ``save_checkpoint``.
+        model: Module with a ``backbone`` attribute (the probe); DDP wrappers are unwrapped.
+        strict: Raise when a backbone key is missing from the checkpoint, the checkpoint has a
+            ``backbone.*`` key the model lacks, or shapes differ. When False these are logged and the
+            matching tensors are loaded.
+        with_head: Also load ``head.*`` into ``model.head`` when the checkpoint has a head of exactly
+            the model's keys and shapes (another classifier of the same classes); otherwise the head
+            keeps its initialisation and the reason is logged.
+
+    Returns:
+        The checkpoint's stored 0-based ``"epoch"`` (-1 when it has none).
+
+    Raises:
+        CheckpointMismatchError: with ``strict``, listing the missing / unexpected backbone keys and
+            shape mismatches.
+        FileNotFoundError: the path does not exist.
+        ValueError: the checkpoint has no ``backbone.*`` key at all (also without ``strict``).
+    """
+    _, model_state, epoch = read_checkpoint(path)
+    backbone_state, ignored = _split_state(model_state, _BACKBONE_PREFIX)
+    if not backbone_state:
+        raise ValueError(
+            f"Checkpoint {path} has no '{_BACKBONE_PREFIX}*' keys to load into the model's backbone "
+            f"(top-level names: {sorted({k.split('.', 1)[0] for k in model_state})})"
+        )
+    if ignored:
+        logger.info(
+            "Ignoring %d non-backbone tensors of %s (%s)",
+            len(ignored),
+            path,
+            ", ".join(sorted({k.split(".", 1)[0] for k in ignored})),
+        )
+
+    load_model_state(unwrap(model).backbone, backbone_state, source=path, strict=strict, key_prefix=_BACKBONE_PREFIX)
+    logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
+    if with_head:
+        _load_head_if_it_fits(unwrap(model).head, _split_state(model_state, _HEAD_PREFIX)[0], path)
+    return epoch
+
+
+def _load_head_if_it_fits(head: nn.Module, state: Mapping[str, Any], path: str) -> None:
+    expected = head.state_dict()
+    fits = state.keys() == expected.keys() and all(
+        tuple(state[k].shape) == tuple(expected[k].shape) for k in expected)
+    if fits:
+        head.load_state_dict(state)
+        logger.info("Loaded the classifier head of %s", path)
+    elif state:
+        logger.info("Not loading the head of %s (keys or shapes differ from this model's: a new head "
+                    "is trained)", path)
+
+
+def _split_state(state: Mapping[str, Any], prefix: str) -> Tuple[Dict[str, Any], List[str]]:
+    """``({key without prefix: value}, [other keys])``, after stripping a DDP prefix."""
+    if state and all(k.startswith(_DDP_PREFIX) for k in state):
+        state = {k[len(_DDP_PREFIX):]: v for k, v in state.items()}
+    selected, others = {}, []
+    for key, value in state.items():
+        if key.startswith(prefix):
+            selected[key[len(prefix):]] = value
+        else:
+            others.append(key)
+    return selected, others
