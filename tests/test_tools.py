@@ -41,3 +41,14 @@ def test_benchmarks_print_one_json_object(tmp_path):
     assert decode["speedup"] == pytest.approx(decode["per_clip_s"] / decode["one_pass_s"], rel=0.01)
     train = json.loads(_tool("benchmark.py", "train", "--iters", "2", *common, "TRAIN.BATCH_SIZE", "4"))
     assert train["iters"] == 2 and train["clips_per_s"] > 0 and 0 <= train["data_wait_fraction"] <= 1
+
+
+def test_ssl_memory_benchmark(tmp_path):
+    ssl_demo = os.path.join(REPO, "configs", "demo", "rho_byol_tiny.yaml")
+    out = json.loads(_tool(
+        "benchmark.py", "ssl_memory", "--rhos", "2", "3", "--iters", "1", "--cfg", ssl_demo,
+        "STICA.SYNTHETIC.ENABLE", "False", "OUTPUT_DIR", str(tmp_path), "TRAIN.BATCH_SIZE", "2",
+        "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "MODEL.ARCH", "r2plus1d_tiny"))
+    assert [(r["rho"], r["sequential"]) for r in out["results"]] == [(2, False), (3, False), (2, True), (3, True)]
+    assert all(r["peak_mb"] >= 0 and r["s_per_iter"] > 0 for r in out["results"])
+    assert set(out["growth_rho3_over_rho2"]) == {"together", "sequential"}

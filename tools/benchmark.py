@@ -5,12 +5,18 @@
         one-pass decoding of all test views of a video vs. one decode per clip
     python tools/benchmark.py train --cfg CONFIG.yaml [--iters N] [KEY VALUE ...]
         training throughput (clips/s) and the share of time spent waiting for data
+    python tools/benchmark.py ssl_memory --cfg CONFIG.yaml [--rhos 1 2 3 4] [--iters N] [KEY VALUE ...]
+        peak memory and time of one rho-clip SSL training step (MODEL.MODEL_NAME) for each rho,
+        clips encoded together vs. CONTRASTIVE.SEQUENTIAL; each measurement in a fresh process
 """
 
 import argparse
 import json
+import multiprocessing
+import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -101,18 +107,105 @@ def bench_train(cfg, iters: int) -> dict:
     }
 
 
+def _rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
+    """Peak memory above the idle model of a training step with ``rho`` clips (in a fresh process).
+
+    CUDA: peak allocated bytes. CPU: peak resident set size (the process's high-water mark, which is
+    why every measurement gets its own process). Input clips are random tensors of the train shape:
+    memory does not depend on their content. rho = 1 is one clip in two crops (two views).
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.CONTRASTIVE.SEQUENTIAL = sequential
+    device = get_device(cfg.NUM_GPUS)
+    model = build_model(cfg).to(device).train()
+    optimizer = construct_optimizer(model, cfg)
+    views = 2 if rho == 1 else rho
+    shape = (cfg.TRAIN.BATCH_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES,
+             cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
+    batch = {"video": [torch.randn(shape, device=device) for _ in range(views)]}
+
+    def step():
+        loss = model.forward_train(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    # The baseline (model, inputs) is taken before the first step: the allocator keeps freed memory,
+    # so a high-water mark is only meaningful from a clean start. The first step is untimed.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _rss_bytes()
+    step()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {
+        "rho": rho,
+        "sequential": sequential,
+        "peak_mb": round(max(0, peak - base) / 2**20, 1),
+        "s_per_iter": round((time.perf_counter() - start) / iters, 4),
+    }
+
+
+def bench_ssl_memory(cfg, rhos, iters: int) -> dict:
+    results = []
+    spawn = multiprocessing.get_context("spawn")
+    for sequential in (False, True):
+        for rho in rhos:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                results.append(pool.submit(_ssl_step_memory, cfg, rho, sequential, iters).result())
+
+    def growth(sequential: bool) -> float:
+        peaks = {r["rho"]: r["peak_mb"] for r in results if r["sequential"] == sequential}
+        return round(peaks[max(rhos)] / max(peaks[min(rhos)], 1e-9), 3)
+
+    return {
+        "benchmark": "ssl_memory",
+        "model": cfg.MODEL.MODEL_NAME,
+        "arch": cfg.MODEL.ARCH,
+        "device": "cuda" if cfg.NUM_GPUS > 0 else "cpu",
+        "clips_per_view": cfg.TRAIN.BATCH_SIZE,
+        "clip_shape": [cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
+        "iters": iters,
+        "results": results,
+        # peak at the largest rho / peak at the smallest: ~1 when memory does not grow with rho
+        f"growth_rho{max(rhos)}_over_rho{min(rhos)}": {"together": growth(False), "sequential": growth(True)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["decode", "train"])
+    parser.add_argument("benchmark", choices=["decode", "train", "ssl_memory"])
     parser.add_argument("--videos", type=int, default=16, help="decode: videos to decode")
-    parser.add_argument("--iters", type=int, default=20, help="train: timed iterations")
+    parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory: timed iterations")
+    parser.add_argument("--rhos", type=int, nargs="+", default=[1, 2, 3, 4], help="ssl_memory: clip counts")
     ours, rest = parser.parse_known_args()
     try:
         cfg = prepare_data(load_config_from_args(parse_args(rest)))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    result = bench_decode(cfg, ours.videos) if ours.benchmark == "decode" else bench_train(cfg, ours.iters)
+    if ours.benchmark == "decode":
+        result = bench_decode(cfg, ours.videos)
+    elif ours.benchmark == "train":
+        result = bench_train(cfg, ours.iters)
+    else:
+        result = bench_ssl_memory(cfg, sorted(ours.rhos), ours.iters)
     print(json.dumps(result))
 
 

@@ -29,9 +29,19 @@ Layout written under ``out_dir``::
     videos/<class_name>/<class_name>_<split>_<index>.mp4
     train.csv val.csv test.csv        PySlowFast Kinetics format: "videos/<class>/<file>.mp4 <label>"
     classInd.txt                      UCF-101 style: "1 <class_name>" (1-based)
-    trainlist01.txt testlist01.txt    UCF-101 style, paths relative to out_dir/videos
+    trainlist0N.txt testlist0N.txt    UCF-101 style splits N = 1, 2, 3: "<class>/<file>.mp4 <label + 1>"
+                                      and "<class>/<file>.mp4", paths relative to out_dir/videos
+    hmdb51_splits/<class_name>_test_split<N>.txt
+                                      HMDB-51 style splits N = 1, 2, 3: "<file>.mp4 <id>" for every video
+                                      of the class, id 1 = train, 2 = test, 0 = unused (the val.csv videos)
     dataset.json                      parameters, classes and counts
     .complete                         written last; its content is the parameters
+
+The official-style splits partition the train.csv + test.csv videos of each class; split 1 is exactly
+train.csv / test.csv, splits 2 and 3 hold out other videos (see :func:`official_split`). To read them
+set ``DATA.PATH_PREFIX`` to ``out_dir/videos`` and ``DATA.PATH_TO_DATA_DIR`` to ``out_dir`` (dataset
+``ucf101``) or ``out_dir/hmdb51_splits`` (``hmdb51``). HMDB-51 has no class index file: its reader
+numbers the classes in sorted name order, which is not the label order of the csv files.
 
 Generation happens in a temporary sibling directory that is renamed to ``out_dir`` once complete,
 under an advisory lock (``<out_dir>.lock``), so concurrent callers (e.g. every process of a
@@ -61,10 +71,17 @@ try:  # POSIX only; elsewhere concurrent callers still end up with one complete 
 except ImportError:  # pragma: no cover
     fcntl = None
 
-# Bump when the content for a given seed changes: an existing dataset of another version is refused.
-FORMAT_VERSION = 2
+# Bump when the files written for a given seed change: an existing dataset of another version is
+# refused. 3: UCF-101 splits 2 and 3 and the HMDB-51 split files (videos as in version 2).
+FORMAT_VERSION = 3
+# Mixed into every video's seed: the version that last changed the videos. Kept apart from
+# FORMAT_VERSION so that adding index files leaves the videos, and results measured on them, as they were.
+_VIDEO_SEED_VERSION = 2
 
 SPLITS = ("train", "val", "test")
+# Official-style splits written in UCF-101 and HMDB-51 layout, and the folder of the HMDB-51 files.
+OFFICIAL_SPLIT_IDS = (1, 2, 3)
+HMDB51_SPLIT_DIR = "hmdb51_splits"
 
 # Ordered so that the first few (used when there are few classes) are the easiest to tell apart.
 SHAPES = (
@@ -594,17 +611,53 @@ def _write_text(path: str, lines: Sequence[str]) -> None:
         f.writelines(line + "\n" for line in lines)
 
 
+Video = Tuple[str, int]  # (csv split, index in that split) of one video of a class
+
+
+def official_split(num_train: int, num_test: int, split_id: int) -> Tuple[List[Video], List[Video]]:
+    """The (train, test) videos of one class in the official-style split ``split_id``.
+
+    The class's train.csv and test.csv videos form a pool ``train 0 .. n - 1, test 0 .. m - 1``; split
+    N holds out the m pool positions that start (N - 1) * m before the first test video, cyclically.
+    Split 1 is therefore exactly train.csv / test.csv, and with n >= 2 m the three held-out sets are
+    disjoint, as in UCF-101 and HMDB-51. Deterministic; no video is in both or in neither.
+
+    Args:
+        num_train: n, the class's train.csv videos.
+        num_test: m, the class's test.csv videos.
+        split_id: N, 1-based.
+
+    Returns:
+        (train videos, test videos), each in pool order.
+    """
+    pool = [("train", i) for i in range(num_train)] + [("test", i) for i in range(num_test)]
+    start = num_train - (split_id - 1) * num_test
+    held = {(start + j) % len(pool) for j in range(num_test)}
+    return ([v for p, v in enumerate(pool) if p not in held], [v for p, v in enumerate(pool) if p in held])
+
+
 def _write_index_files(
-    root: str, specs: Sequence[ClassSpec], entries: Dict[str, List[Tuple[str, int]]]
+    root: str, specs: Sequence[ClassSpec], entries: Dict[str, List[Tuple[str, int]]],
+    per_class: Dict[str, int],
 ) -> None:
-    """The Kinetics-format CSVs and the UCF-101-style split files."""
+    """The Kinetics-format CSVs and the UCF-101-style and HMDB-51-style split files."""
     for split in SPLITS:
         lines = [f"videos/{path} {label}" for path, label in entries[split]]
         _write_text(os.path.join(root, f"{split}.csv"), lines)
     _write_text(os.path.join(root, "classInd.txt"), [f"{s.label + 1} {s.name}" for s in specs])
-    train = [f"{path} {label + 1}" for path, label in entries["train"]]
-    _write_text(os.path.join(root, "trainlist01.txt"), train)
-    _write_text(os.path.join(root, "testlist01.txt"), [path for path, _ in entries["test"]])
+    os.makedirs(os.path.join(root, HMDB51_SPLIT_DIR), exist_ok=True)
+    for split_id in OFFICIAL_SPLIT_IDS:
+        train, test = official_split(per_class["train"], per_class["test"], split_id)  # same for every class
+        ids = {**{video: 1 for video in train}, **{video: 2 for video in test}}  # HMDB-51 ids; 0 = unused
+        train_list, test_list = [], []
+        for spec in specs:
+            train_list += [f"{spec.name}/{_file_name(spec, *video)} {spec.label + 1}" for video in train]
+            test_list += [f"{spec.name}/{_file_name(spec, *video)}" for video in test]
+            hmdb = [f"{_file_name(spec, split, i)} {ids.get((split, i), 0)}"
+                    for split in SPLITS for i in range(per_class[split])]
+            _write_text(os.path.join(root, HMDB51_SPLIT_DIR, f"{spec.name}_test_split{split_id}.txt"), hmdb)
+        _write_text(os.path.join(root, f"trainlist{split_id:02d}.txt"), train_list)
+        _write_text(os.path.join(root, f"testlist{split_id:02d}.txt"), test_list)
 
 
 def _run_jobs(jobs: Sequence[_Job], workers: int) -> None:
@@ -636,14 +689,14 @@ def _build(root: str, params: Dict[str, object], workers: int) -> None:
             index = index_in_split % params[f"{split}_per_class"]
             jobs.append(_Job(
                 path=os.path.join(root, "videos", rel), spec=specs[label],
-                entropy=(params["seed"], FORMAT_VERSION, split_id, label, index),
+                entropy=(params["seed"], _VIDEO_SEED_VERSION, split_id, label, index),
                 width=params["width"], height=params["height"], fps=params["fps"],
                 num_frames=num_frames, audio_rate=params["audio_rate"], num_samples=num_samples,
             ))
     for spec in specs:
         os.makedirs(os.path.join(root, "videos", spec.name), exist_ok=True)
     _run_jobs(jobs, workers)
-    _write_index_files(root, specs, entries)
+    _write_index_files(root, specs, entries, {split: params[f"{split}_per_class"] for split in SPLITS})
     meta = {
         "params": params,
         "num_frames": num_frames,

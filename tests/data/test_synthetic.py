@@ -1,6 +1,7 @@
 """The synthetic audio-visual dataset: layout, formats, determinism, concurrency and learnability."""
 
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ import pytest
 
 from stica_slowfast.config import get_cfg
 from stica_slowfast.data import synthetic
+from stica_slowfast.data.datasets import Hmdb51, Ucf101
 from stica_slowfast.data.synthetic import class_specs, generate_dataset, generate_dataset_from_cfg
 
 SMALL = dict(width=64, height=48, fps=20, duration=1.5, audio_rate=16000)
@@ -154,6 +156,77 @@ def test_ucf101_split_files_match_the_csvs(dataset):
     assert _read_lines(os.path.join(out, "testlist01.txt")) == [p[len("videos/"):] for p in test_csv]
 
 
+@pytest.mark.parametrize("num_train, num_test", [(6, 2), (4, 2), (1, 1), (3, 0), (0, 2), (2, 5)])
+def test_official_split_partitions_each_class(num_train, num_test):
+    pool = {("train", i) for i in range(num_train)} | {("test", i) for i in range(num_test)}
+    held_out = []
+    for split_id in synthetic.OFFICIAL_SPLIT_IDS:
+        train, test = synthetic.official_split(num_train, num_test, split_id)
+        assert set(train) | set(test) == pool and not set(train) & set(test)
+        assert len(test) == num_test and len(train) + len(test) == len(pool)
+        held_out.append(set(test))
+    assert synthetic.official_split(num_train, num_test, 1) == (
+        [("train", i) for i in range(num_train)], [("test", i) for i in range(num_test)])
+    if num_train >= 2 * num_test:  # as in UCF-101 / HMDB-51: every video is held out at most once
+        assert all(not a & b for a, b in itertools.combinations(held_out, 2))
+
+
+def _split_cfg(out: str, name: str, split_id: int):
+    cfg = get_cfg()
+    cfg.MODEL.NUM_CLASSES = NUM_CLASSES
+    cfg.STICA.DATA.SPLIT = split_id
+    cfg.DATA.PATH_PREFIX = os.path.join(out, "videos")
+    cfg.DATA.PATH_TO_DATA_DIR = out if name == "ucf101" else os.path.join(out, synthetic.HMDB51_SPLIT_DIR)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["ucf101", "hmdb51"])
+def test_official_style_splits_read_by_the_datasets(dataset, name):
+    out, summary = dataset
+    reader = {"ucf101": Ucf101, "hmdb51": Hmdb51}[name]
+    # UCF-101 numbers classes by classInd.txt (= the csv labels), HMDB-51 by sorted class name.
+    classes = summary["class_names"] if name == "ucf101" else sorted(summary["class_names"])
+    csv = {}
+    for split in ("train", "test"):
+        rows = [line.split(" ") for line in _read_lines(os.path.join(out, f"{split}.csv"))]
+        csv[split] = [(os.path.join(out, path), classes.index(summary["class_names"][int(label)]))
+                      for path, label in rows]
+    pool = {path for split in csv for path, _ in csv[split]}  # val.csv videos are in no split
+    held_out = []
+    for split_id in synthetic.OFFICIAL_SPLIT_IDS:
+        cfg = _split_cfg(out, name, split_id)
+        train, test = reader(cfg, "train").items, reader(cfg, "test").items
+        assert reader(cfg, "val").items == test
+        train_paths, test_paths = {p for p, _ in train}, {p for p, _ in test}
+        assert len(train_paths) == len(train) and len(test_paths) == len(test)
+        # Every video of train.csv + test.csv in exactly one of train / test, labelled by its folder.
+        assert train_paths | test_paths == pool and not train_paths & test_paths
+        assert all(classes[label] == os.path.basename(os.path.dirname(p)) for p, label in train + test)
+        assert Counter(label for _, label in test) == {k: PER_CLASS["test"] for k in range(NUM_CLASSES)}
+        if split_id == 1:
+            if name == "ucf101":  # exactly the csvs, in the same order
+                assert (train, test) == (csv["train"], csv["test"])
+            assert (sorted(train), sorted(test)) == (sorted(csv["train"]), sorted(csv["test"]))
+        held_out.append(test_paths)
+    # 6 train and 2 test videos per class: the three splits hold out disjoint sets.
+    assert all(not a & b for a, b in itertools.combinations(held_out, 2))
+
+
+def test_hmdb51_split_files_list_every_video_of_their_class(dataset):
+    out, summary = dataset
+    folder = os.path.join(out, synthetic.HMDB51_SPLIT_DIR)
+    assert sorted(os.listdir(folder)) == sorted(
+        f"{c}_test_split{n}.txt" for c in summary["class_names"] for n in synthetic.OFFICIAL_SPLIT_IDS)
+    for name in summary["class_names"]:
+        videos = sorted(os.listdir(os.path.join(out, "videos", name)))
+        for n in synthetic.OFFICIAL_SPLIT_IDS:
+            rows = [line.split(" ") for line in _read_lines(os.path.join(folder, f"{name}_test_split{n}.txt"))]
+            assert sorted(video for video, _ in rows) == videos
+            ids = Counter(i for _, i in rows)
+            assert ids == {"1": PER_CLASS["train"], "2": PER_CLASS["test"], "0": PER_CLASS["val"]}
+            assert all(i == "0" for video, i in rows if "_val_" in video)
+
+
 def test_dataset_json_and_marker(dataset):
     out, summary = dataset
     meta = _load_json(os.path.join(out, "dataset.json"))
@@ -200,8 +273,11 @@ def test_same_seed_same_dataset_other_seed_other_content(tmp_path):
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         outs[name] = str(tmp_path / name)
         generate_dataset(outs[name], **_tiny(seed=seed))
-    for file in ("train.csv", "val.csv", "test.csv", "classInd.txt", "trainlist01.txt", "testlist01.txt",
-                 "dataset.json"):
+    index_files = ["train.csv", "val.csv", "test.csv", "classInd.txt", "dataset.json"]
+    index_files += [f"{kind}list0{n}.txt" for kind in ("train", "test") for n in (1, 2, 3)]
+    hmdb = os.path.join(outs["a"], synthetic.HMDB51_SPLIT_DIR)
+    index_files += [os.path.join(synthetic.HMDB51_SPLIT_DIR, f) for f in os.listdir(hmdb)]
+    for file in index_files:
         with open(os.path.join(outs["a"], file), "rb") as fa, open(os.path.join(outs["b"], file), "rb") as fb:
             assert fa.read() == fb.read(), file
     frames_a, audio_a, _, _ = _first_video(outs["a"])

@@ -15,11 +15,14 @@ D_b = ``backbone.out_dim``, D projection size::
     momentum target (MoCo, BYOL): EMA copy of {backbone, projector}, updated in on_step_end
 """
 
+import contextlib
 import itertools
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 from stica_slowfast.layers import MLP, cosine_momentum, make_target, momentum_update
 
@@ -40,6 +43,24 @@ def mlp_norm(bn_mlp: bool, bn_sync_mlp: bool) -> Optional[Callable[..., nn.Modul
     return nn.SyncBatchNorm if bn_sync_mlp else nn.BatchNorm1d
 
 
+@contextlib.contextmanager
+def _frozen_bn_statistics(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``module`` normalise with batch statistics but leave their running
+    statistics as they are (a checkpointed clip's recompute must not count its batch twice)."""
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        # running = (1 - momentum) * running + momentum * batch: momentum 0 keeps it (also for a
+        # cumulative-average BN, momentum None); the batch counter forward increments is restored.
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
 class RhoSSLBase(nn.Module):
     """Backbone + projector, clip handling, pair enumeration and the optional momentum target.
 
@@ -56,7 +77,8 @@ class RhoSSLBase(nn.Module):
         bn_sync_mlp: SyncBatchNorm instead of BatchNorm1d.
         temperature: softmax temperature of the objective.
         sequential: encode the rho clips one at a time (per-clip BatchNorm statistics) instead of one
-            concatenated batch.
+            concatenated batch, with activation checkpointing so that step memory stays at one
+            clip's activations for any rho.
     """
 
     #: ``forward`` gives features, not class logits: no val accuracy for this model.
@@ -171,13 +193,26 @@ class RhoSSLBase(nn.Module):
     def encode(self, clips: List[torch.Tensor], encoder: Callable[[torch.Tensor], torch.Tensor]) -> List[torch.Tensor]:
         """``encoder`` applied to every clip: rho x (B, C, T, H, W) -> rho x (B, D).
 
-        One call on the concatenated clips, or one call per clip when ``sequential``.
+        One call on the concatenated clips, or, when ``sequential``, one call per clip whose
+        activations are not kept: each clip's forward is recomputed in the backward pass
+        (activation checkpointing), so only one clip's activations are alive at a time and the
+        memory of a step does not grow with rho (the paper's "sequential" mode; it costs one more
+        forward per clip). Without autograd (the momentum target) the calls are plain.
         """
         if self.sequential:
-            return [encoder(c) for c in clips]
+            if not torch.is_grad_enabled():
+                return [encoder(c) for c in clips]
+            return [
+                checkpoint(encoder, c, use_reentrant=False, context_fn=self._recompute_contexts)
+                for c in clips
+            ]
         rho, b = len(clips), clips[0].shape[0]
         out = encoder(torch.cat(clips, dim=0))  # (rho * B, C, T, H, W) -> (rho * B, D), clip-major
         return list(out.split(b, dim=0)) if rho > 1 else [out]
+
+    def _recompute_contexts(self):
+        """Checkpoint contexts: nothing for the forward; BN statistics frozen for the recompute."""
+        return contextlib.nullcontext(), _frozen_bn_statistics(self)
 
     def project(self, video: torch.Tensor) -> torch.Tensor:
         """Online projection ``(B, D)`` of video ``(B, C, T, H, W)``."""

@@ -60,7 +60,6 @@ class RhoSwAV(RhoSSLBase):
         # Steps done so far (set by on_step_end); a buffer so that a resumed run keeps freezing right.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.queue = FeatureQueue(length=queue_len, dim=self.dim, init="empty") if queue_len > 0 else None
-        self.prototypes.weight.register_hook(self._freeze_hook)
         self.normalize_prototypes()
 
     @classmethod
@@ -81,9 +80,6 @@ class RhoSwAV(RhoSSLBase):
         """Whether this step's prototype gradient is zeroed."""
         return int(self.step) < self.freeze_prototypes_iters
 
-    def _freeze_hook(self, grad: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(grad) if self.prototypes_frozen else grad
-
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
         """L2-normalise every prototype (row of the weight) in place."""
@@ -99,7 +95,12 @@ class RhoSwAV(RhoSSLBase):
         self.normalize_prototypes()
         clips = self.clips_of(batch)
         z = [F.normalize(zi, dim=1) for zi in self.encode(clips, self.project)]  # rho x (B, D)
-        scores = [self.prototypes(zi) for zi in z]  # rho x (B, K)
+        weight = self.prototypes.weight  # (K, D)
+        if self.prototypes_frozen:
+            # A zero gradient rather than none: DDP expects a gradient for every parameter each step.
+            # (Done in the graph, not with a tensor hook, which a deep copy of the model would lose.)
+            weight = weight.detach() + 0.0 * weight
+        scores = [zi @ weight.T for zi in z]  # rho x (B, D) @ (D, K) -> (B, K)
         b = z[0].shape[0]
         with torch.no_grad():
             codes = []
