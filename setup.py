@@ -35,6 +35,7 @@ setup(
         "simplejson",
         "tensorboard",
         "tqdm",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest>=7"],

@@ -6,6 +6,7 @@ once resumed, and once as two gloo processes (two shards of the same job).
 
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -145,13 +146,34 @@ def test_test_only_run_reproduces_the_trained_checkpoint(single_run, data_dir, t
     assert not os.path.exists(os.path.join(out, "checkpoints"))
 
 
-def test_initialise_from_another_run(single_run, data_dir, tmp_path):
+def test_initialise_from_another_run_with_knn_monitor(single_run, data_dir, tmp_path):
     ckpt = os.path.join(single_run, "checkpoints", "checkpoint_epoch_00002.pyth")
     out = str(tmp_path / "finetune")
-    _run(_opts(data_dir, out, **{"TRAIN.CHECKPOINT_FILE_PATH": ckpt, "SOLVER.MAX_EPOCH": 1, "TEST.ENABLE": False}))
+    _run(_opts(data_dir, out, **{"TRAIN.CHECKPOINT_FILE_PATH": ckpt, "SOLVER.MAX_EPOCH": 1, "TEST.ENABLE": False,
+                                 "STICA.KNN.ENABLE": True}))
     log = open(os.path.join(out, "stdout.log")).read()
     assert f"Initialising from {ckpt}" in log
     assert os.path.exists(os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth"))
+    records = [json.loads(line) for line in open(os.path.join(out, "json_stats.log"))]
+    knn = {r["_type"]: r["knn_top1_acc"] for r in records if r["_type"].startswith("knn")}
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert set(knn) == {"knn_val", "knn_test"}
+    # json_stats keeps 6 significant digits
+    assert metrics["knn_top1_acc"] == pytest.approx(knn["knn_test"], rel=1e-5)
+    assert metrics["val_knn_top1_acc"] == pytest.approx(knn["knn_val"], rel=1e-5)
+    assert 0.0 <= metrics["knn_top1_acc"] <= 100.0
+
+
+def test_retrieval_run_mode(single_run, data_dir, tmp_path):
+    ckpt = os.path.join(single_run, "checkpoints", "checkpoint_epoch_00002.pyth")
+    out = str(tmp_path / "retrieval")
+    _run(_opts(data_dir, out, **{"TRAIN.ENABLE": False, "TEST.ENABLE": False, "STICA.RETRIEVAL.ENABLE": True,
+                                 "TEST.CHECKPOINT_FILE_PATH": ckpt}))
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["retrieval_checkpoint"] == ckpt
+    assert 0.0 <= metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"] <= 100.0
+    record = next(r for r in map(json.loads, open(os.path.join(out, "json_stats.log"))) if r["_type"] == "retrieval")
+    assert record["num_queries"] == NUM_CLASSES * TEST_PER_CLASS and record["num_bank"] == NUM_CLASSES * TRAIN_PER_CLASS
 
 
 def test_corrupt_videos_are_skipped_and_counted(data_dir, tmp_path):
@@ -173,3 +195,18 @@ def test_corrupt_videos_are_skipped_and_counted(data_dir, tmp_path):
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["num_skipped"] == 1 and metrics["num_videos"] == NUM_CLASSES * TEST_PER_CLASS
     assert "broken.mp4" in open(os.path.join(out, "stdout.log")).read()
+
+
+@pytest.mark.parametrize("method,temporal,spatial", [("RhoMoCo", 1, 2), ("RhoSwAV", 4, 1)])
+def test_rho_clip_pretraining_runs_for_rho_1_and_4(data_dir, tmp_path, method, temporal, spatial):
+    out = str(tmp_path / method)
+    _run(_opts(data_dir, out, **{
+        "MODEL.MODEL_NAME": method, "SOLVER.MAX_EPOCH": 1, "TEST.ENABLE": False,
+        "DATA.TRAIN_CROP_NUM_TEMPORAL": temporal, "DATA.TRAIN_CROP_NUM_SPATIAL": spatial,
+        "CONTRASTIVE.DIM": 16, "CONTRASTIVE.MLP_DIM": 32, "CONTRASTIVE.QUEUE_LEN": 64,
+        "STICA.SWAV.NUM_PROTOTYPES": 8}))
+    records = [json.loads(line) for line in open(os.path.join(out, "json_stats.log"))]
+    (epoch,) = [r for r in records if r["_type"] == "train_epoch"]
+    assert math.isfinite(epoch["loss"]) and epoch["num_skipped_videos"] == 0
+    assert not any(r["_type"] == "val_epoch" for r in records)  # SSL models predict no labels
+    assert os.path.exists(os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth"))

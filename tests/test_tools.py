@@ -52,3 +52,25 @@ def test_ssl_memory_benchmark(tmp_path):
     assert [(r["rho"], r["sequential"]) for r in out["results"]] == [(2, False), (3, False), (2, True), (3, True)]
     assert all(r["peak_mb"] >= 0 and r["s_per_iter"] > 0 for r in out["results"])
     assert set(out["growth_rho3_over_rho2"]) == {"together", "sequential"}
+
+
+def test_ssl_demo_report_end_to_end(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n<!-- ssl-demo-report:start -->\nold\n<!-- ssl-demo-report:end -->\ntail\n")
+    tiny = ["MODEL.NUM_CLASSES", "2", "STICA.SYNTHETIC.TRAIN_PER_CLASS", "4", "STICA.SYNTHETIC.VAL_PER_CLASS", "1",
+            "STICA.SYNTHETIC.TEST_PER_CLASS", "2", "STICA.SYNTHETIC.DURATION", "1.5", "STICA.SYNTHETIC.WIDTH", "48",
+            "STICA.SYNTHETIC.HEIGHT", "32", "SOLVER.MAX_EPOCH", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
+            "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
+            "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"]
+    out = tmp_path / "report"
+    _tool("ssl_demo_report.py", "--methods", "byol", "--out", str(out), "--readme", str(readme), *tiny)
+    report = json.loads((out / "report.json").read_text())
+    (row,) = report["methods"]
+    probe = json.loads((out / "byol_probe" / "metrics.json").read_text())
+    assert row["method"] == "rhoBYOL" and row["top1_acc"] == probe["top1_acc"]
+    assert row["knn_top1_acc"] == json.loads((out / "byol" / "metrics.json").read_text())["knn_top1_acc"]
+    assert report["random_init_top1_acc"] == json.loads(
+        (out / "random_init_probe" / "metrics.json").read_text())["top1_acc"]
+    text = readme.read_text()
+    assert "old" not in text and "| rhoBYOL |" in text and text.endswith("tail\n")
+    assert (out / "report.png").stat().st_size > 0

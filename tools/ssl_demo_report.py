@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The rho-clip SSL result table on the synthetic dataset: pretrain -> linear probe, per method.
+
+For each method, ``configs/demo/rho_<method>_tiny.yaml`` pretrains a backbone without labels (with the
+kNN monitor on) and ``configs/demo/linear_tiny.yaml`` probes its last checkpoint; the same probe on a
+randomly initialised backbone is the baseline. Every run is a real ``tools/run_net.py`` process on one
+generated dataset. Writes into ``--out``::
+
+    report.md     markdown table (also put into README.md between the ssl-demo-report markers with --readme)
+    report.json   every figure of the table
+    report.png    bar chart of probe top-1 per method against the random-init baseline
+
+    python tools/ssl_demo_report.py [--methods simclr moco byol swav] [--out output/ssl_demo_report]
+                                    [--readme README.md] [KEY VALUE ...]   (overrides for every run)
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(REPO, "configs", "demo")
+METHODS = ("simclr", "moco", "byol", "swav")
+NAMES = {"simclr": "rhoSimCLR", "moco": "rhoMoCo", "byol": "rhoBYOL", "swav": "rhoSwAV"}
+START, END = "<!-- ssl-demo-report:start -->", "<!-- ssl-demo-report:end -->"
+
+
+def _run_net(cfg: str, out_dir: str, overrides: Sequence[str]) -> float:
+    """Run tools/run_net.py; return its wall time in seconds. Its output goes to out_dir/run.log."""
+    os.makedirs(out_dir, exist_ok=True)
+    cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "OUTPUT_DIR", out_dir,
+           *overrides]
+    start = time.perf_counter()
+    with open(os.path.join(out_dir, "run.log"), "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}); see {out_dir}/run.log")
+    return time.perf_counter() - start
+
+
+def _metrics(out_dir: str) -> Dict[str, float]:
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        return json.load(f)
+
+
+def _last_checkpoint(out_dir: str) -> str:
+    ckpts = sorted(glob.glob(os.path.join(out_dir, "checkpoints", "checkpoint_epoch_*.pyth")))
+    if not ckpts:
+        sys.exit(f"error: no checkpoint in {out_dir}/checkpoints")
+    return ckpts[-1]
+
+
+def _prepare_data(out: str, overrides: Sequence[str]) -> str:
+    """Generate the dataset of the demo configs once (every run then reads it)."""
+    from stica_slowfast.data.synthetic import generate_dataset_from_cfg
+    from stica_slowfast.utils.parser import load_config_from_args, parse_args
+
+    cfg = load_config_from_args(parse_args(["--cfg", os.path.join(DEMO, "linear_tiny.yaml"), *overrides]))
+    data = os.path.join(out, "synthetic_data")
+    generate_dataset_from_cfg(cfg, data)
+    return data
+
+
+def _table(rows: List[Dict], baseline: float) -> str:
+    lines = [
+        f"Linear probe top-1 on the synthetic test split (random-init backbone, same probe: "
+        f"**{baseline:.1f} %**).",
+        "",
+        "| method | pretrain (min) | probe (min) | kNN top-1 after pretraining | probe top-1 | vs. random init |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        knn = f"{r['knn_top1_acc']:.1f} %" if r["knn_top1_acc"] is not None else "-"
+        lines.append(
+            f"| {r['method']} | {r['pretrain_s'] / 60:.1f} | {r['probe_s'] / 60:.1f} | {knn} | "
+            f"{r['top1_acc']:.1f} % | {r['top1_acc'] - baseline:+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _chart(rows: List[Dict], baseline: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=120)
+    names = [r["method"] for r in rows]
+    ax.bar(names, [r["top1_acc"] for r in rows], color="tab:blue", label="pretrained")
+    ax.axhline(baseline, color="tab:red", linestyle="--", label="random init")
+    ax.set_ylabel("linear probe top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _update_readme(readme: str, block: str) -> None:
+    with open(readme) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        sys.exit(f"error: {readme} has no {START} ... {END} section")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    with open(readme, "w") as f:
+        f.write(f"{head}{START}\n{block}{END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--out", default=os.path.join("output", "ssl_demo_report"))
+    parser.add_argument("--readme", help="README.md to put the table into (between the report markers)")
+    args, overrides = parser.parse_known_args()
+    out = os.path.abspath(args.out)
+    data = _prepare_data(out, overrides)
+    common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
+    probe_cfg = os.path.join(DEMO, "linear_tiny.yaml")
+
+    random_dir = os.path.join(out, "random_init_probe")
+    random_s = _run_net(probe_cfg, random_dir, ["TRAIN.CHECKPOINT_FILE_PATH", "", *common])
+    baseline = _metrics(random_dir)["top1_acc"]
+    print(json.dumps({"method": "random_init", "probe_s": round(random_s, 1), "top1_acc": baseline}), flush=True)
+
+    rows = []
+    for method in args.methods:
+        pre_dir, probe_dir = os.path.join(out, method), os.path.join(out, f"{method}_probe")
+        pretrain_s = _run_net(os.path.join(DEMO, f"rho_{method}_tiny.yaml"), pre_dir, common)
+        probe_s = _run_net(probe_cfg, probe_dir, ["TRAIN.CHECKPOINT_FILE_PATH", _last_checkpoint(pre_dir), *common])
+        row = {
+            "method": NAMES[method],
+            "pretrain_s": round(pretrain_s, 1),
+            "probe_s": round(probe_s, 1),
+            "knn_top1_acc": _metrics(pre_dir).get("knn_top1_acc"),
+            "top1_acc": _metrics(probe_dir)["top1_acc"],
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    table = _table(rows, baseline)
+    report = {"random_init_top1_acc": baseline, "random_init_probe_s": round(random_s, 1), "methods": rows,
+              "overrides": list(overrides)}
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(table)
+    _chart(rows, baseline, os.path.join(out, "report.png"))
+    if args.readme:
+        _update_readme(args.readme, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
