@@ -73,4 +73,5 @@ def test_ssl_demo_report_end_to_end(tmp_path):
         (out / "random_init_probe" / "metrics.json").read_text())["top1_acc"]
     text = readme.read_text()
     assert "old" not in text and "| rhoBYOL |" in text and text.endswith("tail\n")
-    assert (out / "report.png").stat().st_size > 0
+    assert "(docs/ssl_demo_report.png)" in text
+    assert (tmp_path / "docs" / "ssl_demo_report.png").read_bytes() == (out / "report.png").read_bytes()

@@ -6,18 +6,24 @@ kNN monitor on) and ``configs/demo/linear_tiny.yaml`` probes its last checkpoint
 randomly initialised backbone is the baseline. Every run is a real ``tools/run_net.py`` process on one
 generated dataset. Writes into ``--out``::
 
-    report.md     markdown table (also put into README.md between the ssl-demo-report markers with --readme)
-    report.json   every figure of the table
+    report.md     markdown table
+    report.json   every figure of the table (rows of methods not run again are kept from an earlier
+                  report in the same --out with the same overrides)
     report.png    bar chart of probe top-1 per method against the random-init baseline
+
+With ``--readme``, the table and the chart (copied to ``docs/ssl_demo_report.png`` beside the README)
+replace the README's section between the ssl-demo-report markers.
 
     python tools/ssl_demo_report.py [--methods simclr moco byol swav] [--out output/ssl_demo_report]
                                     [--readme README.md] [KEY VALUE ...]   (overrides for every run)
+    python tools/ssl_demo_report.py --render-only [--out DIR] [--readme README.md]
 """
 
 import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,13 +77,14 @@ def _table(rows: List[Dict], baseline: float) -> str:
         f"Linear probe top-1 on the synthetic test split (random-init backbone, same probe: "
         f"**{baseline:.1f} %**).",
         "",
-        "| method | pretrain (min) | probe (min) | kNN top-1 after pretraining | probe top-1 | vs. random init |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | pretrain (min) | probe (min) | total (min) | kNN top-1 after pretraining | probe top-1 | vs. random init |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         knn = f"{r['knn_top1_acc']:.1f} %" if r["knn_top1_acc"] is not None else "-"
         lines.append(
-            f"| {r['method']} | {r['pretrain_s'] / 60:.1f} | {r['probe_s'] / 60:.1f} | {knn} | "
+            f"| {r['method']} | {r['pretrain_s'] / 60:.1f} | {r['probe_s'] / 60:.1f} | "
+            f"{(r['pretrain_s'] + r['probe_s']) / 60:.1f} | {knn} | "
             f"{r['top1_acc']:.1f} % | {r['top1_acc'] - baseline:+.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -116,8 +123,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--out", default=os.path.join("output", "ssl_demo_report"))
     parser.add_argument("--readme", help="README.md to put the table into (between the report markers)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="no runs: rewrite the table, chart and README from OUT/report.json")
     args, overrides = parser.parse_known_args()
     out = os.path.abspath(args.out)
+    if args.render_only:
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        _write_outputs(report, out, args.readme)
+        return
     data = _prepare_data(out, overrides)
     common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
     probe_cfg = os.path.join(DEMO, "linear_tiny.yaml")
@@ -142,16 +156,41 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    table = _table(rows, baseline)
+    rows = _merge_rows(os.path.join(out, "report.json"), rows, list(overrides))
     report = {"random_init_top1_acc": baseline, "random_init_probe_s": round(random_s, 1), "methods": rows,
               "overrides": list(overrides)}
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
+    _write_outputs(report, out, args.readme)
+
+
+def _merge_rows(path: str, rows: List[Dict], overrides: List[str]) -> List[Dict]:
+    """This run's rows plus the rows of other methods from an earlier report in the same ``--out`` made
+    with the same overrides (so ``--methods byol`` after a config change redoes only that row)."""
+    done = {r["method"] for r in rows}
+    kept = []
+    if os.path.exists(path):
+        with open(path) as f:
+            earlier = json.load(f)
+        if earlier.get("overrides") == overrides:
+            kept = [r for r in earlier["methods"] if r["method"] not in done]
+    order = [NAMES[m] for m in METHODS]
+    return sorted(kept + rows, key=lambda r: order.index(r["method"]))
+
+
+def _write_outputs(report: Dict, out: str, readme: str) -> None:
+    """report.md, report.png and, with ``readme``, its section from the figures of ``report``."""
+    rows, baseline = report["methods"], report["random_init_top1_acc"]
+    table = _table(rows, baseline)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(table)
     _chart(rows, baseline, os.path.join(out, "report.png"))
-    if args.readme:
-        _update_readme(args.readme, table)
+    if readme:
+        # The chart goes next to the README (docs/) and is shown under the table.
+        chart = os.path.join(os.path.dirname(os.path.abspath(readme)), "docs", "ssl_demo_report.png")
+        os.makedirs(os.path.dirname(chart), exist_ok=True)
+        shutil.copyfile(os.path.join(out, "report.png"), chart)
+        _update_readme(readme, f"{table}\n![linear probe top-1 per method](docs/ssl_demo_report.png)\n")
     print(table)
 
 
