@@ -37,8 +37,10 @@ START, END = "<!-- ssl-demo-report:start -->", "<!-- ssl-demo-report:end -->"
 
 
 def _run_net(cfg: str, out_dir: str, overrides: Sequence[str]) -> float:
-    """Run tools/run_net.py; return its wall time in seconds. Its output goes to out_dir/run.log."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Run tools/run_net.py from scratch in ``out_dir`` (an earlier run there is deleted: it would be
+    resumed); return its wall time in seconds. Its output goes to out_dir/run.log."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "OUTPUT_DIR", out_dir,
            *overrides]
     start = time.perf_counter()
