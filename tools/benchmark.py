@@ -67,6 +67,14 @@ def bench_decode(cfg, num_videos: int) -> dict:
     }
 
 
+def _train_step(model, optimizer, batch) -> None:
+    """One optimisation step of ``model.forward_train`` (as the engine, without its logging)."""
+    loss = model.forward_train(batch)["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def bench_train(cfg, iters: int) -> dict:
     device = get_device(cfg.NUM_GPUS)
     model = build_model(cfg).to(device)
@@ -86,10 +94,7 @@ def bench_train(cfg, iters: int) -> dict:
             continue
         batch = move_to_device(batch, device)
         waited += time.perf_counter() - tick
-        loss = model.forward_train(batch)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        _train_step(model, optimizer, batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         clips += sum(v.shape[0] for v in batch["video"])
@@ -131,12 +136,6 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
              cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
     batch = {"video": [torch.randn(shape, device=device) for _ in range(views)]}
 
-    def step():
-        loss = model.forward_train(batch)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
     # The baseline (model, inputs) is taken before the first step: the allocator keeps freed memory,
     # so a high-water mark is only meaningful from a clean start. The first step is untimed.
     if device.type == "cuda":
@@ -145,10 +144,10 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
         base = torch.cuda.memory_allocated(device)
     else:
         base = _rss_bytes()
-    step()
+    _train_step(model, optimizer, batch)
     start = time.perf_counter()
     for _ in range(iters):
-        step()
+        _train_step(model, optimizer, batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
