@@ -7,9 +7,12 @@ Call contract of each registry (what ``REGISTRY.get(name)`` returns and how it i
   ``forward_features(video) -> (B, D)``; classification models also map ``forward(video) -> (B, K)``
   logits. Optional hooks the engine calls when present: ``on_epoch_start(epoch)`` and
   ``on_step_end(cur_step, max_steps)``.
-* ``BACKBONE`` -- ``fn(cfg) -> nn.Module`` selected by ``MODEL.ARCH``. The module maps video
-  ``(B, C, T, H, W)`` to pooled features ``(B, D)``, has an ``out_dim: int`` attribute equal to D and a
-  ``forward_feature_map(video) -> (B, D, t, h, w)`` method returning the last feature map.
+* ``BACKBONE`` -- ``fn(cfg) -> nn.Module`` selected by ``MODEL.ARCH`` (video) or ``STICA.AUDIO.ARCH``
+  (audio). A video module maps video ``(B, C, T, H, W)`` to pooled features ``(B, D)``, has an
+  ``out_dim: int`` attribute equal to D and a ``forward_feature_map(video) -> (B, D, t, h, w)`` method
+  returning the last feature map. An audio module (name containing ``audio``) maps spectrograms
+  ``(B, 1, F, Ta)`` to ``(B, D)``, with ``forward_feature_map -> (B, D, f, t)`` and
+  ``forward_tokens -> (B, t, D)`` (one token per time step).
 * ``HEAD``     -- ``cls(**kwargs) -> nn.Module``; heads are cfg-free building blocks.
 * ``LOSS``     -- ``fn(*tensors, **kwargs) -> Tensor``; losses are pure functions.
 * ``DATASET``  -- ``cls(cfg, split) -> torch.utils.data.Dataset`` selected (case-insensitively) by
@@ -29,7 +32,7 @@ MODEL = Registry("MODEL")
 MODEL.__doc__ = "SSL methods and classifiers, ``cls(cfg)``; selected by MODEL.MODEL_NAME."
 
 BACKBONE = Registry("BACKBONE")
-BACKBONE.__doc__ = "Video/audio encoders, ``fn(cfg)``; selected by MODEL.ARCH."
+BACKBONE.__doc__ = "Video/audio encoders, ``fn(cfg)``; selected by MODEL.ARCH / STICA.AUDIO.ARCH."
 
 HEAD = Registry("HEAD")
 HEAD.__doc__ = "Projection MLPs, predictors, prototypes, classifiers (cfg-free, keyword args)."

@@ -210,3 +210,35 @@ def test_rho_clip_pretraining_runs_for_rho_1_and_4(data_dir, tmp_path, method, t
     assert math.isfinite(epoch["loss"]) and epoch["num_skipped_videos"] == 0
     assert not any(r["_type"] == "val_epoch" for r in records)  # SSL models predict no labels
     assert os.path.exists(os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth"))
+
+
+def test_stica_pretraining_cross_modal_retrieval_and_audio_probe(data_dir, tmp_path):
+    """STiCA (audio, Feature Crop, transformer pooling) trains through run_net; the retrieval mode
+    adds audio <-> video recalls; the audio encoder is probed from the checkpoint."""
+    stica = {"MODEL.MODEL_NAME": "STiCA", "STICA.AUDIO.ENABLE": True, "STICA.AUDIO.SAMPLE_RATE": 8000,
+             "STICA.AUDIO.NUM_MEL_BINS": 32, "STICA.AUDIO.ARCH": "resnet9_audio_tiny",
+             "STICA.FEATURE_CROP.ENABLE": True, "STICA.POOL.TYPE": "transformer", "STICA.POOL.MAX_LEN": 4,
+             "DATA.NUM_FRAMES": 4, "DATA.TRAIN_CROP_NUM_TEMPORAL": 2, "CONTRASTIVE.DIM": 16,
+             "CONTRASTIVE.MLP_DIM": 32, "TEST.NUM_SPATIAL_CROPS": 1}
+    out = str(tmp_path / "stica")
+    _run(_opts(data_dir, out, **stica, **{"SOLVER.MAX_EPOCH": 1, "TEST.ENABLE": False}))
+    (epoch,) = [r for r in map(json.loads, open(os.path.join(out, "json_stats.log"))) if r["_type"] == "train_epoch"]
+    assert all(math.isfinite(epoch[k]) for k in ("loss", "loss_cross_modal", "loss_crop"))
+    ckpt = os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")
+
+    ret = str(tmp_path / "retrieval")
+    _run(_opts(data_dir, ret, **stica, **{"TRAIN.ENABLE": False, "TEST.ENABLE": False,
+                                          "STICA.RETRIEVAL.ENABLE": True, "TEST.CHECKPOINT_FILE_PATH": ckpt}))
+    metrics = json.load(open(os.path.join(ret, "metrics.json")))
+    assert metrics["cross_modal_num_videos"] == NUM_CLASSES * TEST_PER_CLASS
+    for prefix in ("", "a2v_", "v2a_", "a2v_pair_", "v2a_pair_"):
+        assert 0.0 <= metrics[f"{prefix}R@1"] <= metrics[f"{prefix}R@5"] <= 100.0
+    # Same-class share of the balanced test split: 1 / classes.
+    assert metrics["a2v_chance_R@1"] == pytest.approx(100.0 / NUM_CLASSES)
+
+    probe = str(tmp_path / "audio_probe")
+    _run(_opts(data_dir, probe, **{**stica, "MODEL.MODEL_NAME": "AudioLinearProbe", "STICA.POOL.TYPE": "gap",
+                                   "TRAIN.CHECKPOINT_FILE_PATH": ckpt, "SOLVER.MAX_EPOCH": 1}))
+    metrics = json.load(open(os.path.join(probe, "metrics.json")))
+    assert 0.0 <= metrics["top1_acc"] <= 100.0 and metrics["num_videos"] == NUM_CLASSES * TEST_PER_CLASS
+    assert "Loaded" in open(os.path.join(probe, "stdout.log")).read()

@@ -8,12 +8,16 @@
     python tools/benchmark.py ssl_memory --cfg CONFIG.yaml [--rhos 1 2 3 4] [--iters N] [KEY VALUE ...]
         peak memory and time of one rho-clip SSL training step (MODEL.MODEL_NAME) for each rho,
         clips encoded together vs. CONTRASTIVE.SEQUENTIAL; each measurement in a fresh process
+    python tools/benchmark.py crops --cfg CONFIG.yaml [--iters N] [--warmup N] [KEY VALUE ...]
+        STiCA training step with 2 views only, + Feature Crop, + the same crops taken in input space
+        and encoded: median step time and peak memory of each (fresh process each), and the ratios
 """
 
 import argparse
 import json
 import multiprocessing
 import resource
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +27,7 @@ import torch
 import stica_slowfast  # noqa: F401  (registers every component)
 from stica_slowfast.config import ConfigError
 from stica_slowfast.data import construct_loader
+from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.datasets import VideoDataset
 from stica_slowfast.data.decoder import get_clip_starts, open_video
 from stica_slowfast.engine.entry import prepare_data
@@ -118,6 +123,26 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _memory_baseline(device: torch.device) -> int:
+    """Bytes in use now; call before the first step (see :func:`_peak_above`)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    return _rss_bytes()
+
+
+def _peak_above(device: torch.device, base: int) -> float:
+    """Peak MB above ``base``: CUDA peak allocated bytes, or the process's peak resident set size on
+    CPU (a high-water mark: hence one fresh process per measurement)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return round(max(0, peak - base) / 2**20, 1)
+
+
 def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
     """Peak memory above the idle model of a training step with ``rho`` clips (in a fresh process).
 
@@ -138,25 +163,15 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
 
     # The baseline (model, inputs) is taken before the first step: the allocator keeps freed memory,
     # so a high-water mark is only meaningful from a clean start. The first step is untimed.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    else:
-        base = _rss_bytes()
+    base = _memory_baseline(device)
     _train_step(model, optimizer, batch)
     start = time.perf_counter()
     for _ in range(iters):
         _train_step(model, optimizer, batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     return {
         "rho": rho,
         "sequential": sequential,
-        "peak_mb": round(max(0, peak - base) / 2**20, 1),
+        "peak_mb": _peak_above(device, base),
         "s_per_iter": round((time.perf_counter() - start) / iters, 4),
     }
 
@@ -187,11 +202,80 @@ def bench_ssl_memory(cfg, rhos, iters: int) -> dict:
     }
 
 
+#: The crop benchmark's variants: STICA.FEATURE_CROP.{ENABLE, SPACE}.
+_CROP_VARIANTS = {"views_only": (False, "feature"), "feature_crop": (True, "feature"), "input_crop": (True, "input")}
+
+
+def _crop_step_stats(cfg, variant: str, iters: int, warmup: int) -> dict:
+    """Median step time and peak memory of one crop variant (in a fresh process).
+
+    Inputs are random tensors of the train shapes (2 video views and their spectrograms, whose shape
+    the config's audio transform gives): time and memory do not depend on their content.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.STICA.FEATURE_CROP.ENABLE, cfg.STICA.FEATURE_CROP.SPACE = _CROP_VARIANTS[variant]
+    torch.manual_seed(cfg.RNG_SEED)
+    device = get_device(cfg.NUM_GPUS)
+    model = build_model(cfg).to(device).train()
+    optimizer = construct_optimizer(model, cfg)
+    d, views = cfg.DATA, 2
+    shape = (cfg.TRAIN.BATCH_SIZE, d.INPUT_CHANNEL_NUM[0], d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
+    clip_s = d.NUM_FRAMES * d.SAMPLING_RATE / d.TARGET_FPS
+    audio_s = cfg.STICA.AUDIO.DURATION or clip_s
+    spec = build_audio_transform(cfg, "train")(torch.zeros(int(round(audio_s * cfg.STICA.AUDIO.SAMPLE_RATE))))
+    batch = {"video": [torch.randn(shape, device=device) for _ in range(views)],
+             "audio": [torch.randn((cfg.TRAIN.BATCH_SIZE, *spec.shape), device=device) for _ in range(views)]}
+    base = _memory_baseline(device)
+    times = []
+    for step in range(warmup + iters):
+        start = time.perf_counter()
+        _train_step(model, optimizer, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"median_step_s": round(statistics.median(times), 4), "peak_mb": _peak_above(device, base)}
+
+
+def bench_crops(cfg, iters: int, warmup: int) -> dict:
+    spawn = multiprocessing.get_context("spawn")
+    stats = {}
+    for variant in _CROP_VARIANTS:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            stats[variant] = pool.submit(_crop_step_stats, cfg, variant, iters, warmup).result()
+    c = cfg.STICA.FEATURE_CROP
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return round(stats[a][key] / max(stats[b][key], 1e-9), 3)
+
+    return {
+        "benchmark": "crops",
+        "model": cfg.MODEL.MODEL_NAME,
+        "arch": cfg.MODEL.ARCH,
+        "audio_arch": cfg.STICA.AUDIO.ARCH,
+        "device": "cuda" if cfg.NUM_GPUS > 0 else "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": cfg.TRAIN.BATCH_SIZE,
+        "clip_shape": [cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
+        "crops_per_view": {"spatial": [c.NUM_LARGE_SPATIAL, c.NUM_SMALL_SPATIAL],
+                           "temporal": [c.NUM_LARGE_TEMPORAL, c.NUM_SMALL_TEMPORAL]},
+        "iters": iters,
+        **stats,
+        "feature_crop/views_only": ratio("feature_crop", "views_only", "median_step_s"),
+        "input_crop/views_only": ratio("input_crop", "views_only", "median_step_s"),
+        "memory_feature_crop/views_only": ratio("feature_crop", "views_only", "peak_mb"),
+        "memory_input_crop/views_only": ratio("input_crop", "views_only", "peak_mb"),
+        "memory_feature_crop/input_crop": ratio("feature_crop", "input_crop", "peak_mb"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["decode", "train", "ssl_memory"])
+    parser.add_argument("benchmark", choices=["decode", "train", "ssl_memory", "crops"])
     parser.add_argument("--videos", type=int, default=16, help="decode: videos to decode")
-    parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory: timed iterations")
+    parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory, crops: timed iterations")
+    parser.add_argument("--warmup", type=int, default=3, help="crops: untimed steps first")
     parser.add_argument("--rhos", type=int, nargs="+", default=[1, 2, 3, 4], help="ssl_memory: clip counts")
     ours, rest = parser.parse_known_args()
     try:
@@ -203,6 +287,8 @@ def main() -> None:
         result = bench_decode(cfg, ours.videos)
     elif ours.benchmark == "train":
         result = bench_train(cfg, ours.iters)
+    elif ours.benchmark == "crops":
+        result = bench_crops(cfg, ours.iters, ours.warmup)
     else:
         result = bench_ssl_memory(cfg, sorted(ours.rhos), ours.iters)
     print(json.dumps(result))

@@ -20,58 +20,15 @@ replace the README's section between the ssl-demo-report markers.
 """
 
 import argparse
-import glob
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(REPO, "configs", "demo")
+from demo_common import DEMO, copy_beside_readme, last_checkpoint, prepare_data, read_metrics, run_net, update_readme
+
 METHODS = ("simclr", "moco", "byol", "swav")
 NAMES = {"simclr": "rhoSimCLR", "moco": "rhoMoCo", "byol": "rhoBYOL", "swav": "rhoSwAV"}
 START, END = "<!-- ssl-demo-report:start -->", "<!-- ssl-demo-report:end -->"
-
-
-def _run_net(cfg: str, out_dir: str, overrides: Sequence[str]) -> float:
-    """Run tools/run_net.py from scratch in ``out_dir`` (an earlier run there is deleted: it would be
-    resumed); return its wall time in seconds. Its output goes to out_dir/run.log."""
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.makedirs(out_dir)
-    cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "OUTPUT_DIR", out_dir,
-           *overrides]
-    start = time.perf_counter()
-    with open(os.path.join(out_dir, "run.log"), "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode:
-        sys.exit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}); see {out_dir}/run.log")
-    return time.perf_counter() - start
-
-
-def _metrics(out_dir: str) -> Dict[str, float]:
-    with open(os.path.join(out_dir, "metrics.json")) as f:
-        return json.load(f)
-
-
-def _last_checkpoint(out_dir: str) -> str:
-    ckpts = sorted(glob.glob(os.path.join(out_dir, "checkpoints", "checkpoint_epoch_*.pyth")))
-    if not ckpts:
-        sys.exit(f"error: no checkpoint in {out_dir}/checkpoints")
-    return ckpts[-1]
-
-
-def _prepare_data(out: str, overrides: Sequence[str]) -> str:
-    """Generate the dataset of the demo configs once (every run then reads it)."""
-    from stica_slowfast.data.synthetic import generate_dataset_from_cfg
-    from stica_slowfast.utils.parser import load_config_from_args, parse_args
-
-    cfg = load_config_from_args(parse_args(["--cfg", os.path.join(DEMO, "linear_tiny.yaml"), *overrides]))
-    data = os.path.join(out, "synthetic_data")
-    generate_dataset_from_cfg(cfg, data)
-    return data
 
 
 def _table(rows: List[Dict], baseline: float) -> str:
@@ -109,17 +66,6 @@ def _chart(rows: List[Dict], baseline: float, path: str) -> None:
     plt.close(fig)
 
 
-def _update_readme(readme: str, block: str) -> None:
-    with open(readme) as f:
-        text = f.read()
-    if START not in text or END not in text:
-        sys.exit(f"error: {readme} has no {START} ... {END} section")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    with open(readme, "w") as f:
-        f.write(f"{head}{START}\n{block}{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -134,26 +80,26 @@ def main() -> None:
             report = json.load(f)
         _write_outputs(report, out, args.readme)
         return
-    data = _prepare_data(out, overrides)
+    data = prepare_data(os.path.join(DEMO, "linear_tiny.yaml"), out, overrides)
     common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
     probe_cfg = os.path.join(DEMO, "linear_tiny.yaml")
 
     random_dir = os.path.join(out, "random_init_probe")
-    random_s = _run_net(probe_cfg, random_dir, ["TRAIN.CHECKPOINT_FILE_PATH", "", *common])
-    baseline = _metrics(random_dir)["top1_acc"]
+    random_s = run_net(probe_cfg, random_dir, ["TRAIN.CHECKPOINT_FILE_PATH", "", *common])
+    baseline = read_metrics(random_dir)["top1_acc"]
     print(json.dumps({"method": "random_init", "probe_s": round(random_s, 1), "top1_acc": baseline}), flush=True)
 
     rows = []
     for method in args.methods:
         pre_dir, probe_dir = os.path.join(out, method), os.path.join(out, f"{method}_probe")
-        pretrain_s = _run_net(os.path.join(DEMO, f"rho_{method}_tiny.yaml"), pre_dir, common)
-        probe_s = _run_net(probe_cfg, probe_dir, ["TRAIN.CHECKPOINT_FILE_PATH", _last_checkpoint(pre_dir), *common])
+        pretrain_s = run_net(os.path.join(DEMO, f"rho_{method}_tiny.yaml"), pre_dir, common)
+        probe_s = run_net(probe_cfg, probe_dir, ["TRAIN.CHECKPOINT_FILE_PATH", last_checkpoint(pre_dir), *common])
         row = {
             "method": NAMES[method],
             "pretrain_s": round(pretrain_s, 1),
             "probe_s": round(probe_s, 1),
-            "knn_top1_acc": _metrics(pre_dir).get("knn_top1_acc"),
-            "top1_acc": _metrics(probe_dir)["top1_acc"],
+            "knn_top1_acc": read_metrics(pre_dir).get("knn_top1_acc"),
+            "top1_acc": read_metrics(probe_dir)["top1_acc"],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -189,10 +135,8 @@ def _write_outputs(report: Dict, out: str, readme: str) -> None:
     _chart(rows, baseline, os.path.join(out, "report.png"))
     if readme:
         # The chart goes next to the README (docs/) and is shown under the table.
-        chart = os.path.join(os.path.dirname(os.path.abspath(readme)), "docs", "ssl_demo_report.png")
-        os.makedirs(os.path.dirname(chart), exist_ok=True)
-        shutil.copyfile(os.path.join(out, "report.png"), chart)
-        _update_readme(readme, f"{table}\n![linear probe top-1 per method](docs/ssl_demo_report.png)\n")
+        chart = copy_beside_readme(readme, os.path.join(out, "report.png"), "ssl_demo_report.png")
+        update_readme(readme, START, END, f"{table}\n![linear probe top-1 per method]({chart})\n")
     print(table)
 
 

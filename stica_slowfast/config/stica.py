@@ -8,11 +8,56 @@ from fvcore.common.config import CfgNode
 
 
 def add_audio_config(stica: CfgNode) -> None:
+    """Audio of each clip and its front-end (stica_slowfast.data.audio); STiCA's paper settings:
+    24 kHz, 20 ms windows every 10 ms, 257 frequency bins, 1 s of audio for 30 frames."""
     stica.AUDIO = CfgNode()
-    # Return the clip's audio with each clip (mono waveform aligned to the clip's time span).
+    # Return the clip's audio with each clip, as "audio" (one entry per view, shared by the spatial
+    # views of one clip).
     stica.AUDIO.ENABLE = False
-    # Audio sample rate in Hz the waveform is resampled to (PyAV / libswresample).
-    stica.AUDIO.SAMPLE_RATE = 16000
+    # Audio sample rate in Hz the waveform is resampled to (PyAV / libswresample); an integer > 0.
+    stica.AUDIO.SAMPLE_RATE = 24000
+    # What a clip's audio is: "log_spectrogram" -- float32 (1, F, Ta); "waveform" -- the mono
+    # waveform (S,) unchanged (no normalisation or augmentation).
+    stica.AUDIO.FEATURE = "log_spectrogram"
+    # Hann window length in milliseconds (> 0; 20 ms = 480 samples at 24 kHz).
+    stica.AUDIO.WINDOW_MS = 20.0
+    # Time between spectrogram frames in milliseconds (> 0). Ta = 1 + (S - window) // hop frames
+    # (99 for 1 s at 24 kHz with 20 ms / 10 ms).
+    stica.AUDIO.HOP_MS = 10.0
+    # FFT size in samples: 0 = the next power of two >= the window (512 at 24 kHz, 20 ms, giving 257
+    # linear bins); otherwise an integer >= the window length in samples.
+    stica.AUDIO.N_FFT = 0
+    # Mel bins F (integer >= 0; HTK mel scale, 0 Hz to SAMPLE_RATE / 2); 0 = the N_FFT // 2 + 1 linear
+    # bins. (The upstream code's "257 filterbank bins" are 257 mel filters with N_FFT 1024.)
+    stica.AUDIO.NUM_MEL_BINS = 0
+    # Seconds of audio per clip (>= 0), centred on the video clip's centre and zero-padded where it
+    # runs past either end of the file; 0 = exactly the clip's time span. The paper uses 1 s for
+    # 30 frames and 2 s for 60 frames at 30 fps.
+    stica.AUDIO.DURATION = 0.0
+    # Standardise each spectrogram to zero mean and unit std over all its cells.
+    stica.AUDIO.NORMALIZE = True
+    # Volume jitter, train sampling only: the waveform is multiplied by a gain drawn uniformly in
+    # [min, max] (0 < min <= max); [1.0, 1.0] = off; the paper uses [0.9, 1.1]. A gain shifts the
+    # log spectrogram by a constant, so with NORMALIZE it only changes how far quiet parts sit above
+    # the log(eps) floor.
+    stica.AUDIO.VOLUME_JITTER = [1.0, 1.0]
+    stica.AUDIO.SPEC_AUGMENT = CfgNode()
+    # SpecAugment frequency and time masking (Park et al. 2019, arXiv:1904.08779; no time warping),
+    # train sampling only, after the standardisation; masked cells get the spectrogram's mean.
+    stica.AUDIO.SPEC_AUGMENT.ENABLE = False
+    # Largest frequency mask width in bins (integer >= 0); each width is uniform in [0, FREQ_MASK].
+    stica.AUDIO.SPEC_AUGMENT.FREQ_MASK = 27
+    # Largest time mask width in frames (integer >= 0); each width is uniform in [0, TIME_MASK].
+    stica.AUDIO.SPEC_AUGMENT.TIME_MASK = 20
+    # Masks of each kind (frequency and time) per spectrogram (integer >= 0).
+    stica.AUDIO.SPEC_AUGMENT.NUM_MASKS = 1
+    # A video without an audio stream (with ENABLE): "skip" -- treated like an undecodable video (in
+    # training replaced by another random video and counted in "skipped"; an evaluated video is
+    # marked invalid); "zeros" -- silent audio is used.
+    stica.AUDIO.MISSING = "skip"
+    # Audio encoder (BACKBONE registry name) of audio-visual models (STiCA) and AudioLinearProbe:
+    # "resnet9_audio" (4.9 M parameters, out_dim 512) or "resnet9_audio_tiny" (0.31 M, out_dim 128).
+    stica.AUDIO.ARCH = "resnet9_audio"
 
 
 def add_data_config(stica: CfgNode) -> None:
@@ -107,6 +152,65 @@ def add_eval_config(stica: CfgNode) -> None:
     stica.PROBE.FEATURE_NORM = True
 
 
+def add_pool_config(stica: CfgNode) -> None:
+    """Temporal pooling of a backbone's per-time-step features (STiCA's "attend")."""
+    stica.POOL = CfgNode()
+    # "gap": global average pool (the backbone's own); "transformer": a transformer over the time
+    # tokens (spatially averaged feature map) read out from a CLS token. Used by STiCA for video and
+    # audio, and by VideoClassifier / LinearProbe (a fine-tuned STiCA encoder keeps its pooling).
+    stica.POOL.TYPE = "gap"
+    # Transformer width (integer >= 0; 0 = the backbone's channels, no input projection).
+    stica.POOL.WIDTH = 0
+    # Transformer encoder layers (integer >= 1).
+    stica.POOL.DEPTH = 1
+    # Attention heads (integer >= 1, dividing the width).
+    stica.POOL.NUM_HEADS = 4
+    # Hidden width of each layer's MLP as a multiple of the width (> 0).
+    stica.POOL.MLP_RATIO = 4.0
+    # Dropout probability in [0, 1) after the positional embedding and inside every layer.
+    stica.POOL.DROPOUT = 0.0
+    # Learned positional embeddings (integer >= 1); another number of time steps (temporal crops, a
+    # longer test clip) interpolates them linearly.
+    stica.POOL.MAX_LEN = 16
+
+
+def add_feature_crop_config(stica: CfgNode) -> None:
+    """Feature Crop: crops of the backbone's last feature map (STiCA's cheap multi-crop)."""
+    stica.FEATURE_CROP = CfgNode()
+    # Take crops of every view and add the crop InfoNCE to the loss (STiCA), or crops as extra BYOL
+    # views (RhoBYOL).
+    stica.FEATURE_CROP.ENABLE = False
+    # "feature": crop the feature map (one backbone pass); "input": crop the input clip at the same
+    # fractions and encode every crop (the costly multi-crop, for comparison: tools/benchmark.py crops).
+    stica.FEATURE_CROP.SPACE = "feature"
+    # Crops per view (integers >= 0): large / small spatial crops (all time steps) ...
+    stica.FEATURE_CROP.NUM_LARGE_SPATIAL = 2
+    stica.FEATURE_CROP.NUM_SMALL_SPATIAL = 4
+    # ... and large / small temporal crops (the whole frame).
+    stica.FEATURE_CROP.NUM_LARGE_TEMPORAL = 2
+    stica.FEATURE_CROP.NUM_SMALL_TEMPORAL = 1
+    # Side of a spatial crop as a fraction of the map's height and width, in (0, 1].
+    stica.FEATURE_CROP.LARGE_SPATIAL_SIZE = 0.6
+    stica.FEATURE_CROP.SMALL_SPATIAL_SIZE = 0.3
+    # Length of a temporal crop as a fraction of the map's time steps, in (0, 1].
+    stica.FEATURE_CROP.LARGE_TEMPORAL_SIZE = 0.6
+    stica.FEATURE_CROP.SMALL_TEMPORAL_SIZE = 0.3
+    # Round crop sizes to whole cells (exact slices); False keeps fraction x size and resamples
+    # non-integral boxes with roi_align.
+    stica.FEATURE_CROP.SNAP_TO_GRID = True
+
+
+def add_stica_loss_config(stica: CfgNode) -> None:
+    """The STiCA objective: ALPHA x cross-modal InfoNCE + (1 - ALPHA) x crop InfoNCE."""
+    stica.LOSS = CfgNode()
+    # Weight in [0, 1] of the cross-modal (video <-> audio) term.
+    stica.LOSS.ALPHA = 0.5
+    # Temperature (> 0) of the cross-modal InfoNCE.
+    stica.LOSS.CROSS_MODAL_T = 0.1
+    # Temperature (> 0) of the within-video crop InfoNCE.
+    stica.LOSS.CROP_T = 0.5
+
+
 def add_data_loader_config(cfg: CfgNode) -> None:
     """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
     if "DATA_LOADER" not in cfg:
@@ -129,4 +233,7 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_ssl_aug_config(cfg.STICA)
     add_swav_config(cfg.STICA)
     add_eval_config(cfg.STICA)
+    add_pool_config(cfg.STICA)
+    add_feature_crop_config(cfg.STICA)
+    add_stica_loss_config(cfg.STICA)
     return cfg

@@ -12,6 +12,10 @@ _CHOICES = {
     "TRAIN.CHECKPOINT_TYPE": ("pytorch",),
     "TEST.CHECKPOINT_TYPE": ("pytorch",),
     "TEST.NUM_SPATIAL_CROPS": (1, 3),
+    "STICA.AUDIO.FEATURE": ("log_spectrogram", "waveform"),
+    "STICA.AUDIO.MISSING": ("skip", "zeros"),
+    "STICA.POOL.TYPE": ("gap", "transformer"),
+    "STICA.FEATURE_CROP.SPACE": ("feature", "input"),
 }
 
 _POSITIVE = (
@@ -31,9 +35,17 @@ _POSITIVE = (
     "SOLVER.MAX_EPOCH",
     "MODEL.NUM_CLASSES",
     "STICA.AUDIO.SAMPLE_RATE",
+    "STICA.AUDIO.WINDOW_MS",
+    "STICA.AUDIO.HOP_MS",
     "LOG_PERIOD",
     "STICA.KNN.K",
     "STICA.KNN.T",
+    "STICA.POOL.DEPTH",
+    "STICA.POOL.NUM_HEADS",
+    "STICA.POOL.MLP_RATIO",
+    "STICA.POOL.MAX_LEN",
+    "STICA.LOSS.CROSS_MODAL_T",
+    "STICA.LOSS.CROP_T",
 )
 
 
@@ -42,6 +54,50 @@ def _get(cfg: CfgNode, key: str):
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def _check_audio(cfg: CfgNode) -> None:
+    """``STICA.AUDIO.*``: non-negative sizes, a gain range, and a clip long enough for one window."""
+    a = cfg.STICA.AUDIO
+    for key in ("N_FFT", "NUM_MEL_BINS", "DURATION", "SPEC_AUGMENT.FREQ_MASK", "SPEC_AUGMENT.TIME_MASK",
+                "SPEC_AUGMENT.NUM_MASKS"):
+        if _get(a, key) < 0:
+            raise ConfigError(f"config key STICA.AUDIO.{key} must be >= 0, got {_get(a, key)!r}")
+    jitter = list(a.VOLUME_JITTER)
+    if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
+        raise ConfigError(f"config key STICA.AUDIO.VOLUME_JITTER must be [min, max] with 0 < min <= max, "
+                          f"got {jitter}")
+    window = int(round(a.WINDOW_MS * a.SAMPLE_RATE / 1000))
+    if window < 1 or int(round(a.HOP_MS * a.SAMPLE_RATE / 1000)) < 1:
+        raise ConfigError(f"config keys STICA.AUDIO.WINDOW_MS={a.WINDOW_MS} and HOP_MS={a.HOP_MS} must be "
+                          f">= 1 sample at STICA.AUDIO.SAMPLE_RATE={a.SAMPLE_RATE}")
+    if a.N_FFT and a.N_FFT < window:
+        raise ConfigError(f"config key STICA.AUDIO.N_FFT={a.N_FFT} must be 0 or >= the window of {window} "
+                          f"samples (STICA.AUDIO.WINDOW_MS={a.WINDOW_MS} at {a.SAMPLE_RATE} Hz)")
+    if a.ENABLE and a.FEATURE == "log_spectrogram":
+        seconds = a.DURATION or cfg.DATA.NUM_FRAMES * cfg.DATA.SAMPLING_RATE / cfg.DATA.TARGET_FPS
+        if int(round(seconds * a.SAMPLE_RATE)) < window:
+            raise ConfigError(f"config key STICA.AUDIO.DURATION: {seconds:g} s of audio per clip is shorter "
+                              f"than one STICA.AUDIO.WINDOW_MS={a.WINDOW_MS} window")
+
+
+def _check_stica_model(cfg: CfgNode) -> None:
+    """``STICA.POOL``, ``STICA.FEATURE_CROP`` and ``STICA.LOSS`` ranges."""
+    p, c = cfg.STICA.POOL, cfg.STICA.FEATURE_CROP
+    if p.WIDTH < 0 or not 0 <= p.DROPOUT < 1:
+        raise ConfigError(f"config keys STICA.POOL.WIDTH must be >= 0 and STICA.POOL.DROPOUT in [0, 1), "
+                          f"got {p.WIDTH} and {p.DROPOUT}")
+    for key in ("NUM_LARGE_SPATIAL", "NUM_SMALL_SPATIAL", "NUM_LARGE_TEMPORAL", "NUM_SMALL_TEMPORAL"):
+        if c[key] < 0:
+            raise ConfigError(f"config key STICA.FEATURE_CROP.{key} must be >= 0, got {c[key]}")
+    for key in ("LARGE_SPATIAL_SIZE", "SMALL_SPATIAL_SIZE", "LARGE_TEMPORAL_SIZE", "SMALL_TEMPORAL_SIZE"):
+        if not 0 < c[key] <= 1:
+            raise ConfigError(f"config key STICA.FEATURE_CROP.{key} must be a fraction in (0, 1], got {c[key]}")
+    if c.ENABLE and c.NUM_LARGE_SPATIAL + c.NUM_LARGE_TEMPORAL == 0:
+        raise ConfigError("config keys STICA.FEATURE_CROP.NUM_LARGE_SPATIAL + NUM_LARGE_TEMPORAL must be "
+                          "> 0 with STICA.FEATURE_CROP.ENABLE (the crop loss contrasts large crops)")
+    if not 0 <= cfg.STICA.LOSS.ALPHA <= 1:
+        raise ConfigError(f"config key STICA.LOSS.ALPHA must lie in [0, 1], got {cfg.STICA.LOSS.ALPHA}")
 
 
 def world_size_from_cfg(cfg: CfgNode) -> int:
@@ -82,4 +138,6 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         raise ConfigError(f"config key STICA.KNN.NUM_TRAIN must be >= 0 (0 = all), got {cfg.STICA.KNN.NUM_TRAIN}")
     if not cfg.STICA.RETRIEVAL.KS or min(cfg.STICA.RETRIEVAL.KS) < 1:
         raise ConfigError(f"config key STICA.RETRIEVAL.KS must be a non-empty list of k >= 1, got {list(cfg.STICA.RETRIEVAL.KS)}")
+    _check_audio(cfg)
+    _check_stica_model(cfg)
     return cfg

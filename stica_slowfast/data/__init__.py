@@ -1,9 +1,19 @@
-"""Data pipeline: PyAV decoding, per-clip transforms, registered datasets and loaders.
+"""Data pipeline: PyAV decoding, per-clip video and audio transforms, registered datasets and loaders.
 
 Importing this package registers the datasets ``kinetics``, ``ucf101`` and ``hmdb51`` in
 :data:`stica_slowfast.registry.DATASET`.
 """
 
+from .audio import (
+    AudioTransform,
+    build_audio_transform,
+    log_spectrogram,
+    mask_band,
+    mel_filterbank,
+    spec_augment,
+    standardize,
+    volume_jitter,
+)
 from .av_writer import write_video
 from .datasets import (
     Hmdb51,
@@ -42,4 +52,6 @@ __all__ = [
     "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size",
     "VideoTransform", "RandomShortSideScaleCrop", "ShortSideSpatialCrop",
     "build_train_transform", "build_test_transform", "build_transforms_from_cfg",
+    "AudioTransform", "build_audio_transform", "log_spectrogram", "mel_filterbank", "spec_augment",
+    "mask_band", "volume_jitter", "standardize",
 ]

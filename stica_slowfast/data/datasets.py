@@ -3,7 +3,7 @@
 ``VideoDataset(cfg, split)`` turns one video into one sample dict::
 
     file --(one PyAV pass)--> clips uint8 (T, H, W, 3) [+ audio (S,)]
-         --(per-clip transform)--> "video": [ (C, T, h, w) ] * V,  "audio": [ (S,) ] * V
+         --(per-clip transform)--> "video": [ (C, T, h, w) ] * V,  "audio": [ (1, F, Ta) ] * V
 
 with V views: train -- rho = ``DATA.TRAIN_CROP_NUM_TEMPORAL`` clips at independent random starts,
 each in ``DATA.TRAIN_CROP_NUM_SPATIAL`` crops with their own random augmentation (temporal-major); val -- one centred clip, centre crop; test --
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.decoder import DecodeError, get_clip_starts, open_video
 from stica_slowfast.data.transforms import build_transforms_from_cfg
 from stica_slowfast.registry import DATASET
@@ -227,8 +228,12 @@ class VideoDataset(torch.utils.data.Dataset):
     Each item is a dict:
 
     * ``"video"``: list of V float tensors (C, T, h, w);
-    * ``"audio"`` (only with ``STICA.AUDIO.ENABLE``): list of V float (S,) waveforms at
-      ``STICA.AUDIO.SAMPLE_RATE``, each aligned to its view's clip;
+    * ``"audio"`` (only with ``STICA.AUDIO.ENABLE``): list of V float32 log spectrograms (1, F, Ta)
+      (``stica_slowfast.data.audio``), or (S,) waveforms at ``STICA.AUDIO.SAMPLE_RATE`` with
+      ``STICA.AUDIO.FEATURE "waveform"``; each of ``STICA.AUDIO.DURATION`` seconds (default: the
+      clip's span) centred on its view's clip, one per clip shared by that clip's spatial views.
+      A video without audio is skipped like an undecodable one, or silent with
+      ``STICA.AUDIO.MISSING "zeros"``;
     * ``"label"``, ``"index"``: int (index of the video actually loaded, in this split);
     * ``"skipped"``: undecodable files tried before this sample succeeded;
     * ``"valid"``: False only for an evaluated video that could not be decoded (zeros are returned):
@@ -258,6 +263,13 @@ class VideoDataset(torch.utils.data.Dataset):
         self.clip_duration = self.num_frames * self.frame_step
         self.audio_rate: Optional[int] = (
             int(cfg.STICA.AUDIO.SAMPLE_RATE) if cfg.STICA.AUDIO.ENABLE else None)
+        if self.audio_rate is not None:
+            a = cfg.STICA.AUDIO
+            # Seconds of audio per clip, centred on the clip (DURATION 0 = the clip's span).
+            self.audio_duration = float(a.DURATION) or self.clip_duration
+            self.audio_samples = int(round(self.audio_duration * self.audio_rate))
+            self.audio_transform = build_audio_transform(cfg, sampling)
+            self.missing_audio = a.MISSING
         self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
         # Like PySlowFast: this many undecodable videos in a row make the sample fail.
         self.num_retries = max(1, int(cfg.DATA_LOADER.NUM_RETRIES))
@@ -317,18 +329,24 @@ class VideoDataset(torch.utils.data.Dataset):
         """Decode video ``index`` into its views; raises DecodeError."""
         path, label = self.items[index]
         with open_video(path, threads=self.threads) as vf:
+            if self.audio_rate is not None and not vf.has_audio and self.missing_audio == "skip":
+                raise DecodeError(f"no audio stream in {path} (STICA.AUDIO.MISSING = 'skip')")
             starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,
                                      mode=self.start_mode, rng=self.rng, **self.clip_deltas)
-            clips = vf.decode_clips(starts, num_frames=self.num_frames, frame_step=self.frame_step,
-                                    audio_rate=self.audio_rate)
+            clips = vf.decode_clips(
+                starts, num_frames=self.num_frames, frame_step=self.frame_step,
+                audio_rate=self.audio_rate,
+                audio_duration=self.audio_duration if self.audio_rate is not None else None)
         videos, audios = [], []
         for c, frames in enumerate(clips.video):
+            # One audio feature per clip (one augmentation draw), shared by its spatial views.
+            audio = self.audio_transform(clips.audio[c]) if clips.audio is not None else None
             # Temporal-major: all spatial views of clip c before clip c + 1. Each call of the train
             # transform draws new parameters, so every clip gets its own augmentation.
             for transform in self.transforms:
                 videos.append(transform(frames))
-                if clips.audio is not None:
-                    audios.append(clips.audio[c])
+                if audio is not None:
+                    audios.append(audio)
         sample = {"video": videos, "label": int(label), "index": int(index)}
         if self.audio_rate is not None:
             sample["audio"] = audios
@@ -340,8 +358,8 @@ class VideoDataset(torch.utils.data.Dataset):
         sample = {"video": [torch.zeros(shape) for _ in range(self.num_views)],
                   "label": int(self.items[index][1]), "index": int(index)}
         if self.audio_rate is not None:
-            n = int(round(self.clip_duration * self.audio_rate))
-            sample["audio"] = [torch.zeros(n) for _ in range(self.num_views)]
+            shape = self.audio_transform.output_shape(self.audio_samples)
+            sample["audio"] = [torch.zeros(shape) for _ in range(self.num_views)]
         return sample
 
     def __getitem__(self, index: int) -> Dict[str, object]:

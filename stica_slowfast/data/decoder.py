@@ -15,6 +15,10 @@ one by a frame period (raw h264); pts that go backwards in presentation order (A
 the file to timing by dts from the first frame; a container that cannot seek, or a seek that lands
 after its target (MPEG-TS), is decoded from the start instead.
 
+Audio. Each clip gets a mono window of ``audio_duration`` seconds centred on the clip's centre (by
+default exactly the clip's span ``[start, start + T * frame_step)``); parts of the window before the
+first or after the last audio sample, or in a file without audio, are zeros.
+
 Symbols: T frames per clip, H, W frame size, S audio samples per clip.
 """
 
@@ -75,8 +79,9 @@ class DecodedClips:
 
     Attributes:
         video: per clip a uint8 tensor (T, H, W, 3), RGB.
-        audio: per clip a float32 mono waveform (S,) covering [start, start + T * frame_step), or
-            None when no audio was requested. Zeros where the file has no audio.
+        audio: per clip a float32 mono waveform (S,) covering the clip's audio window (by default
+            [start, start + T * frame_step)), or None when no audio was requested. Zeros where the
+            file has no audio.
         has_audio: whether the file has an audio stream.
         frame_times: per clip the presentation times (seconds from ``origin``) of the selected frames;
             handy to check which source frames a clip is made of.
@@ -215,12 +220,16 @@ class _FrameSelector:
 
 
 class _AudioPlacer:
-    """Writes resampled audio into per-clip buffers by the audio frames' timestamps."""
+    """Writes resampled audio into per-clip buffers by the audio frames' timestamps.
+
+    ``starts`` are the windows' start times in seconds; they may be negative (a window reaching before
+    the file), and windows may run past its end: those samples stay zero.
+    """
 
     def __init__(self, starts: Sequence[float], num_samples: int, rate: int):
         self.rate = rate
         self.num_samples = num_samples
-        self.first = [int(round(s * rate)) for s in starts]  # first sample index of each clip
+        self.first = [int(round(s * rate)) for s in starts]  # first sample index of each window
         self.buffers = [np.zeros(num_samples, dtype=np.float32) for _ in starts]
         self.end = max(self.first) + num_samples  # one past the last sample any clip needs
         self.cursor: Optional[int] = None  # sample index just after the last placed frame
@@ -346,6 +355,7 @@ class VideoFile:
         num_frames: int,
         frame_step: float,
         audio_rate: Optional[int] = None,
+        audio_duration: Optional[float] = None,
     ) -> DecodedClips:
         """Decode all clips in one sequential pass; see :func:`decode_clips`."""
         if num_frames < 1 or frame_step <= 0:
@@ -354,11 +364,19 @@ class VideoFile:
         if not starts:
             raise ValueError("clip_starts is empty")
         targets = [s + i * frame_step for s in starts for i in range(num_frames)]
+        clip_duration = num_frames * frame_step
+        audio_duration = clip_duration if audio_duration is None else float(audio_duration)
+        if audio_duration <= 0:
+            raise ValueError(f"audio_duration must be > 0, got {audio_duration}")
+        # Audio windows centred on the clips' centres (start == clip start by default).
+        audio_starts = [s + (clip_duration - audio_duration) / 2.0 for s in starts]
+        num_samples = int(round(audio_duration * audio_rate)) if audio_rate is not None else 0
         want_audio = audio_rate is not None and self.audio_stream is not None
         try:
             duration = self.duration
-            frames, times, audio, count = self._decode_pass(starts, targets, num_frames, frame_step,
-                                                     audio_rate if want_audio else None)
+            frames, times, audio, count = self._decode_pass(
+                starts, targets, audio_starts if want_audio else None, num_samples,
+                audio_rate if want_audio else None)
         except DecodeError:
             raise
         except (av.FFmpegError, OSError, EOFError, ValueError, MemoryError) as err:
@@ -373,8 +391,7 @@ class VideoFile:
         audio_out = None
         if audio_rate is not None:
             if audio is None:  # no audio stream: silence of the right length
-                n = int(round(num_frames * frame_step * audio_rate))
-                audio = [np.zeros(n, np.float32) for _ in starts]
+                audio = [np.zeros(num_samples, np.float32) for _ in starts]
             audio_out = [torch.from_numpy(b) for b in audio]
         return DecodedClips(video=video, audio=audio_out, has_audio=self.has_audio,
                             frame_times=clip_times, duration=duration, frames_decoded=count)
@@ -403,13 +420,18 @@ class VideoFile:
                 return t
         return last_time + period
 
-    def _decode_pass(self, starts, targets, num_frames, frame_step, audio_rate):
-        """Seek once near the earliest start and decode; fall back to decoding from the start."""
-        args = (starts, targets, num_frames, frame_step, audio_rate)
+    def _decode_pass(self, starts, targets, audio_starts, num_samples, audio_rate):
+        """Seek once near the earliest start and decode; fall back to decoding from the start.
+
+        ``audio_starts`` (seconds, None without audio) are the audio windows' starts; a window
+        starting before its clip moves the seek earlier.
+        """
+        args = (targets, audio_starts, num_samples, audio_rate)
+        earliest = min(starts + (list(audio_starts) if audio_starts is not None else []))
         try:
-            if min(starts) > _NO_SEEK_BELOW and not self._decode_order_times:
+            if earliest > _NO_SEEK_BELOW and not self._decode_order_times:
                 try:
-                    return self._decode_from(min(starts), *args)
+                    return self._decode_from(earliest, *args)
                 except _SeekOvershoot:
                     # A broken index can put the "keyframe before" after the target.
                     logger.debug("seek overshot in %s, decoding from the start", self.path)
@@ -423,7 +445,7 @@ class VideoFile:
             self._decode_order_times = True
             return self._decode_from(None, *args)
 
-    def _decode_from(self, seek_to, starts, targets, num_frames, frame_step, audio_rate):
+    def _decode_from(self, seek_to, targets, audio_starts, num_samples, audio_rate):
         """One demux pass from ``seek_to`` seconds (None: from the first packet)."""
         if seek_to is not None:
             vs = self.video_stream
@@ -442,8 +464,7 @@ class VideoFile:
         placer, resampler = None, None
         streams = [vs]
         if audio_rate is not None:
-            placer = _AudioPlacer(starts, int(round(num_frames * frame_step * audio_rate)),
-                                  audio_rate)
+            placer = _AudioPlacer(audio_starts, num_samples, audio_rate)
             resampler = av.AudioResampler(format="fltp", layout="mono", rate=audio_rate)
             streams.append(self.audio_stream)
 
@@ -504,6 +525,7 @@ def decode_clips(
     num_frames: int,
     frame_step: float,
     audio_rate: Optional[int] = None,
+    audio_duration: Optional[float] = None,
     threads: bool = False,
 ) -> DecodedClips:
     """Decode several clips (and their audio) from one video in a single sequential pass.
@@ -518,19 +540,22 @@ def decode_clips(
         num_frames: frames per clip (T).
         frame_step: seconds between sampled frames (``DATA.SAMPLING_RATE / DATA.TARGET_FPS``).
         audio_rate: sample rate in Hz of the returned mono audio, or None for no audio.
+        audio_duration: seconds of audio per clip, centred on the clip's centre (may reach before
+            the file's start or past its end: zeros there); None = the clip's span.
         threads: multi-threaded video decoding (``stream.thread_type = "AUTO"``).
 
     Returns:
         :class:`DecodedClips` with per clip a uint8 (T, H, W, 3) tensor and, with ``audio_rate``, a
-        float32 (S,) waveform, S = round(T * frame_step * audio_rate), covering
-        [start, start + T * frame_step); missing audio (none in the file, past its end) is zero.
+        float32 (S,) waveform, S = round(audio_duration * audio_rate) (default duration
+        T * frame_step: the window [start, start + T * frame_step)); missing audio (none in the file,
+        before its start, past its end) is zero.
 
     Raises:
         DecodeError: the file cannot be decoded.
     """
     with open_video(path, threads=threads) as video:
         return video.decode_clips(clip_starts, num_frames=num_frames, frame_step=frame_step,
-                                  audio_rate=audio_rate)
+                                  audio_rate=audio_rate, audio_duration=audio_duration)
 
 
 def get_duration(path: str) -> float:

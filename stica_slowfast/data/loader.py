@@ -2,7 +2,8 @@
 
 A batch is the default collate of the dataset's sample dicts::
 
-    "video": [ (B, C, T, H, W) ] * V     "audio": [ (B, S) ] * V   (with STICA.AUDIO.ENABLE)
+    "video": [ (B, C, T, H, W) ] * V     "audio": [ (B, 1, F, Ta) ] * V   (with STICA.AUDIO.ENABLE;
+    log spectrograms, or (B, S) waveforms with STICA.AUDIO.FEATURE "waveform")
     "label", "index", "skipped": (B,) int64     "valid": (B,) bool
 """
 

@@ -18,7 +18,7 @@ from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import move_to_device
+from stica_slowfast.utils.misc import move_to_device, unwrap
 
 from .checkpoint import get_last_checkpoint, load_checkpoint
 from .meters import TestMeter, aggregate_views
@@ -34,6 +34,11 @@ def predicts_labels(model: nn.Module) -> bool:
     return bool(getattr(model, "predicts_labels", False))
 
 
+def input_key(model: nn.Module) -> str:
+    """The batch entry the model classifies: ``"video"``, or ``"audio"`` for an audio probe."""
+    return str(getattr(unwrap(model), "input_key", "video"))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, cfg: CfgNode, device: torch.device) -> Dict[str, float]:
     """Top-1/top-5 (percent) over the loader's videos, averaging softmax scores over each video's views.
@@ -45,8 +50,8 @@ def evaluate(model: nn.Module, loader, cfg: CfgNode, device: torch.device) -> Di
     meter = TestMeter(len(loader.dataset), cfg.MODEL.NUM_CLASSES)
     for batch in loader:
         batch = move_to_device(batch, device, non_blocking=True)
-        # V views of (B, C, T, H, W) -> logits (B, V, K)
-        logits = torch.stack([model(view) for view in batch["video"]], dim=1)
+        # V views of (B, C, T, H, W) (or spectrograms) -> logits (B, V, K)
+        logits = torch.stack([model(view) for view in batch[input_key(model)]], dim=1)
         meter.update(batch["index"], aggregate_views(logits.float()), batch["label"], batch["valid"])
     meter.sync()
     model.train(was_training)

@@ -17,7 +17,7 @@ B videos in a batch, V views per video, D feature size, N videos, K classes.
 """
 
 import logging
-from typing import Dict, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
 from stica_slowfast.utils.misc import move_to_device
 
-from .evaluator import load_eval_model, write_metrics
+from .evaluator import input_key, load_eval_model, write_metrics
 from .meters import topk_accuracies
 from .setup import setup_process
 
@@ -39,8 +39,10 @@ __all__ = [
     "extract_features",
     "knn_scores",
     "recall_at_k",
+    "instance_recall_at_k",
     "KnnMonitor",
     "retrieval",
+    "cross_modal_retrieval",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,29 +63,41 @@ class Features(NamedTuple):
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader, device: torch.device) -> Features:
-    """Features of every video the loader yields, from ``model.forward_features``.
+def extract_features(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    key: Optional[str] = None,
+) -> Features:
+    """Features of every video the loader yields, from ``model.forward_features`` or ``encode``.
 
     The model runs in eval mode (restored afterwards). Views of a video are averaged before the L2
     normalisation; videos marked invalid (undecodable) are left out. Every process extracts its shard
     and receives all rows; duplicates a DistributedSampler adds are dropped by video index.
 
     Args:
-        model: module with ``forward_features(video (B, C, T, H, W)) -> (B, D)``.
-        loader: yields the dataset's batches (``"video"`` list of V views, ``"label"``, ``"index"``,
-            ``"valid"``).
+        model: module with ``forward_features(x) -> (B, D)`` of its input (``batch["video"]`` views,
+            or ``batch[model.input_key]``).
+        loader: yields the dataset's batches (``"video"`` (and ``"audio"``) lists of V views,
+            ``"label"``, ``"index"``, ``"valid"``).
         device: where the model runs.
+        encode: maps one view of ``batch[key]`` to ``(B, D)`` instead of ``model.forward_features``
+            (e.g. a cross-modal model's joint-space audio embedding).
+        key: the batch entry to encode (default: the model's input, ``"video"`` unless it says).
 
     Returns:
         :class:`Features` on the CPU.
     """
+    encode = model.forward_features if encode is None else encode
+    key = input_key(model) if key is None else key
     was_training = model.training
     model.eval()
     rows, labels, index = [], [], []
     for batch in loader:
-        views = move_to_device(batch["video"], device, non_blocking=True)
+        views = move_to_device(batch[key], device, non_blocking=True)
         # V x (B, D) -> (B, V, D) -> (B, D)
-        feats = torch.stack([model.forward_features(v).float() for v in views], dim=1).mean(dim=1)
+        feats = torch.stack([encode(v).float() for v in views], dim=1).mean(dim=1)
         keep = batch["valid"].bool()
         rows.append(F.normalize(feats, dim=1).cpu()[keep])
         labels.append(batch["label"][keep])
@@ -165,6 +179,19 @@ def recall_at_k(
     return {f"R@{k}": float(hits[:, :k].any(dim=1).float().mean()) * 100.0 for k in ks}
 
 
+def instance_recall_at_k(
+    queries: torch.Tensor, bank: torch.Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> Dict[str, float]:
+    """Paired retrieval: percent of queries whose own pair (bank row ``i`` for query ``i``) is among
+    their k nearest bank rows; ``queries`` and ``bank`` are ``(N, D)`` L2-normalised, row-aligned."""
+    if queries.shape != bank.shape or queries.shape[0] == 0:
+        raise ValueError(f"paired retrieval needs row-aligned (N, D) features, got "
+                         f"{tuple(queries.shape)} and {tuple(bank.shape)}")
+    _, rows = _nearest(queries, bank, max(ks))
+    hits = rows == torch.arange(queries.shape[0]).view(-1, 1)  # (N, k) own pair, nearest first
+    return {f"R@{k}": float(hits[:, :k].any(dim=1).float().mean()) * 100.0 for k in ks}
+
+
 def bank_subset(num_videos: int, size: int, seed: int) -> Optional[Sequence[int]]:
     """A fixed random choice of ``size`` of ``num_videos`` indices (sorted), or None for all."""
     if size <= 0 or size >= num_videos:
@@ -220,10 +247,46 @@ def retrieval(cfg: CfgNode) -> Dict[str, float]:
     model, path = load_eval_model(cfg, device)
     bank = extract_features(model, construct_loader(cfg, "train", sampling="test"), device)
     queries = extract_features(model, construct_loader(cfg, "test"), device)
-    stats = recall_at_k(queries.features, queries.labels, bank.features, bank.labels,
-                        ks=[int(k) for k in cfg.STICA.RETRIEVAL.KS])
+    ks = [int(k) for k in cfg.STICA.RETRIEVAL.KS]
+    stats = recall_at_k(queries.features, queries.labels, bank.features, bank.labels, ks=ks)
     log_json_stats({"_type": "retrieval", "num_queries": len(queries), "num_bank": len(bank), **stats},
                    cfg.OUTPUT_DIR, to_file=True)
+    if cfg.STICA.AUDIO.ENABLE and hasattr(model, "embed_audio") and hasattr(model, "embed_video"):
+        cross = cross_modal_retrieval(model, construct_loader(cfg, "test"), device, ks)
+        log_json_stats({"_type": "cross_modal_retrieval", **cross}, cfg.OUTPUT_DIR, to_file=True)
+        stats.update(cross)
     if du.is_master_proc():
         write_metrics(cfg.OUTPUT_DIR, {**stats, "retrieval_checkpoint": path})
     return stats
+
+
+def cross_modal_retrieval(
+    model: nn.Module, loader, device: torch.device, ks: Sequence[int] = (1, 5, 10)
+) -> Dict[str, float]:
+    """Audio -> video and video -> audio retrieval among the loader's (test) videos.
+
+    Each video's audio queries the videos' joint-space embeddings (``model.embed_audio``,
+    ``model.embed_video``, each averaged over the views) and the other way round. Two scores per
+    direction, in percent:
+
+    * ``a2v_R@k`` / ``v2a_R@k``: a video (audio) of the query's class is among its k nearest
+      (class-level, as :func:`recall_at_k`); ``a2v_chance_R@1`` is the R@1 of a random ranking, the
+      mean share of same-class videos in the bank.
+    * ``a2v_pair_R@k`` / ``v2a_pair_R@k``: the query's own video (audio) is among its k nearest.
+
+    Returns:
+        The scores above, plus ``cross_modal_num_videos``.
+    """
+    video = extract_features(model, loader, device, encode=model.embed_video, key="video")
+    audio = extract_features(model, loader, device, encode=model.embed_audio, key="audio")
+    if not torch.equal(video.index, audio.index):
+        raise RuntimeError("video and audio features of the cross-modal retrieval are not aligned")
+    out: Dict[str, float] = {"cross_modal_num_videos": len(video)}
+    for name, queries, bank in (("a2v", audio, video), ("v2a", video, audio)):
+        classwise = recall_at_k(queries.features, queries.labels, bank.features, bank.labels, ks=ks)
+        pairs = instance_recall_at_k(queries.features, bank.features, ks=ks)
+        out.update({f"{name}_{k}": v for k, v in classwise.items()})
+        out.update({f"{name}_pair_{k}": v for k, v in pairs.items()})
+    same = (video.labels.view(-1, 1) == video.labels.view(1, -1)).float()  # (N, N)
+    out["a2v_chance_R@1"] = float(same.mean()) * 100.0
+    return out

@@ -7,7 +7,7 @@ from fvcore.common.registry import Registry
 
 from stica_slowfast.registry import BACKBONE, MODEL
 
-__all__ = ["build_model", "build_backbone"]
+__all__ = ["build_model", "build_backbone", "build_audio_backbone"]
 
 
 def _get(registry: Registry, registry_name: str, key: str, name: str):
@@ -39,3 +39,12 @@ def build_backbone(cfg) -> nn.Module:
         KeyError: if the name is not registered (the message names the key and the closest name).
     """
     return _get(BACKBONE, "BACKBONE", "MODEL.ARCH", cfg.MODEL.ARCH)(cfg)
+
+
+def build_audio_backbone(cfg) -> nn.Module:
+    """The audio encoder named by ``cfg.STICA.AUDIO.ARCH`` in the ``BACKBONE`` registry, ``fn(cfg)``.
+
+    Raises:
+        KeyError: if the name is not registered (the message names the key and the closest name).
+    """
+    return _get(BACKBONE, "BACKBONE", "STICA.AUDIO.ARCH", cfg.STICA.AUDIO.ARCH)(cfg)

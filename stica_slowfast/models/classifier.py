@@ -4,7 +4,7 @@ The baseline that proves the training path (data -> ``forward_train`` -> loss ->
 model used for fine-tuning a pretrained backbone on UCF-101 / HMDB-51.
 """
 
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,8 @@ from stica_slowfast.registry import MODEL
 from .build import build_backbone
 from .configurable import configurable
 from .heads import ClassifierHead
-from .pretrained import load_backbone_from_ssl_checkpoint
+from .pretrained import load_backbone_from_ssl_checkpoint, load_pool_if_present
+from .temporal import pool_video, temporal_pooling_from_config
 
 __all__ = ["VideoClassifier"]
 
@@ -29,16 +30,18 @@ def _check_loss_func(loss_func: str, key: str) -> None:
 
 @MODEL.register()
 class VideoClassifier(nn.Module):
-    """Backbone, global average pool, dropout and a linear classifier.
+    """Backbone, global average pool (or a temporal pooling), dropout and a linear classifier.
 
     ::
 
         video (B, C, T, H, W)
-          -> backbone   (B, D)     forward_features
+          -> backbone   (B, D)     global average pool                  forward_features
+             or backbone feature map -> time tokens (B, t, D) -> video_pool (B, P)
           -> dropout, linear       ClassifierHead
           -> logits     (B, K)     forward
 
-    B batch, C channels, T frames, H x W frame size, D = ``backbone.out_dim``, K classes.
+    B batch, C channels, T frames, H x W frame size, D = ``backbone.out_dim``, P =
+    ``video_pool.out_dim``, K classes.
 
     Built as ``VideoClassifier(cfg)`` (registry; see :meth:`from_config`) or with explicit keyword
     arguments.
@@ -49,10 +52,14 @@ class VideoClassifier(nn.Module):
         dropout_rate: dropout probability before the linear layer.
         fc_init_std: std of the normal init of the linear weights.
         loss_func: training loss; only ``"cross_entropy"``.
+        video_pool: temporal pooling of the backbone's time tokens (``STICA.POOL.TYPE transformer``,
+            e.g. STiCA's pretrained one); None for the backbone's global average pool.
     """
 
     #: ``forward(video)`` returns class logits, so the engine measures val/test accuracy with it.
     predicts_labels = True
+    #: The batch entry classified (the engine's evaluation reads ``batch[input_key]``).
+    input_key = "video"
 
     @configurable
     def __init__(
@@ -63,12 +70,15 @@ class VideoClassifier(nn.Module):
         dropout_rate: float = 0.5,
         fc_init_std: float = 0.01,
         loss_func: str = "cross_entropy",
+        video_pool: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         _check_loss_func(loss_func, "loss_func")
         self.backbone = backbone
+        # Named as in STiCA, so that its pretrained pooling loads under the same keys.
+        self.video_pool = video_pool
         self.head = ClassifierHead(
-            in_dim=backbone.out_dim,
+            in_dim=backbone.out_dim if video_pool is None else video_pool.out_dim,
             num_classes=num_classes,
             dropout_rate=dropout_rate,
             init_std=fc_init_std,
@@ -79,28 +89,43 @@ class VideoClassifier(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor kwargs from ``MODEL.ARCH`` (backbone), ``MODEL.NUM_CLASSES``,
-        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD`` and ``MODEL.LOSS_FUNC``."""
+        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD``, ``MODEL.LOSS_FUNC`` and ``STICA.POOL.*``
+        (a transformer pooling when ``STICA.POOL.TYPE`` is "transformer")."""
         _check_loss_func(cfg.MODEL.LOSS_FUNC, "MODEL.LOSS_FUNC")
+        backbone = cls.backbone_from_config(cfg)
+        pool = None
+        if cfg.STICA.POOL.TYPE != "gap":
+            pool = temporal_pooling_from_config(cfg, backbone.out_dim)
         return {
-            "backbone": build_backbone(cfg),
+            "backbone": backbone,
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "dropout_rate": cfg.MODEL.DROPOUT_RATE,
             "fc_init_std": cfg.MODEL.FC_INIT_STD,
             "loss_func": cfg.MODEL.LOSS_FUNC,
+            "video_pool": pool,
         }
+
+    @staticmethod
+    def backbone_from_config(cfg) -> nn.Module:
+        """The encoder of ``MODEL.ARCH`` (subclasses for other inputs override this)."""
+        return build_backbone(cfg)
 
     def load_pretrained(self, path: str, strict: bool = True) -> int:
         """Initialise from another run (``TRAIN.CHECKPOINT_FILE_PATH``): fine-tuning.
 
         The backbone comes from the checkpoint's ``backbone.*`` (an SSL method's or a classifier's;
         strict); the head too when the checkpoint has one of the same shape, else it stays freshly
-        initialised (an SSL checkpoint, or another class count). Returns the stored epoch.
+        initialised (an SSL checkpoint, or another class count); a temporal pooling from its
+        ``video_pool.*`` when it has one (STiCA). Returns the stored epoch.
         """
-        return load_backbone_from_ssl_checkpoint(path, self, strict=strict, with_head=True)
+        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, with_head=True)
+        if self.video_pool is not None:
+            load_pool_if_present(path, self.video_pool, "video_pool.")
+        return epoch
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features ``(B, D)`` of video ``(B, C, T, H, W)``."""
-        return self.backbone(video)
+        """Pooled features ``(B, D)`` (or ``(B, P)``) of video ``(B, C, T, H, W)``."""
+        return pool_video(self.backbone, self.video_pool, video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of video ``(B, C, T, H, W)`` (or a one-pathway list of it)."""
@@ -117,7 +142,7 @@ class VideoClassifier(nn.Module):
             ``{"loss": scalar cross-entropy tensor, "top1_acc": float percent}``, both averaged
             over the rho * B clips.
         """
-        clips = batch["video"]
+        clips = batch[self.input_key]
         if isinstance(clips, torch.Tensor):
             clips = [clips]
         labels = batch["label"]

@@ -16,11 +16,12 @@ import torch.nn as nn
 
 from stica_slowfast.registry import MODEL
 
+from .build import build_audio_backbone
 from .classifier import VideoClassifier
 from .configurable import configurable
-from .pretrained import load_backbone_from_ssl_checkpoint
+from .pretrained import load_backbone_from_ssl_checkpoint, load_pool_if_present
 
-__all__ = ["LinearProbe", "load_backbone_from_ssl_checkpoint"]
+__all__ = ["LinearProbe", "AudioLinearProbe", "load_backbone_from_ssl_checkpoint"]
 
 
 @MODEL.register()
@@ -49,16 +50,23 @@ class LinearProbe(VideoClassifier):
         **kwargs: those of :class:`VideoClassifier`; the backbone is frozen here.
     """
 
+    #: The checkpoint's key prefix of the encoder probed.
+    checkpoint_prefix = "backbone."
+
     @configurable
     def __init__(self, *, feature_norm: bool = True, **kwargs) -> None:  # + VideoClassifier's kwargs
         super().__init__(**kwargs)
-        self.backbone.requires_grad_(False)
-        self.backbone.eval()
+        self.encoder().requires_grad_(False)
+        self.encoder().eval()
         # Per-feature standardisation with batch statistics in training and running ones at inference,
         # where it is a fixed affine map: the classifier stays linear, and does not depend on the scale
         # of the frozen features (random-init and pretrained backbones are probed alike).
         self.feature_norm = (
-            nn.BatchNorm1d(self.backbone.out_dim, affine=False) if feature_norm else nn.Identity())
+            nn.BatchNorm1d(self.head.fc.in_features, affine=False) if feature_norm else nn.Identity())
+
+    def encoder(self) -> nn.Module:
+        """The frozen part: the backbone, and the temporal pooling when there is one."""
+        return nn.ModuleList([self.backbone] + ([self.video_pool] if self.video_pool is not None else []))
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -68,13 +76,13 @@ class LinearProbe(VideoClassifier):
     def train(self, mode: bool = True) -> "LinearProbe":
         """Set the head's mode; the backbone always stays in eval mode (frozen BN statistics)."""
         super().train(mode)
-        self.backbone.eval()
+        self.encoder().eval()
         return self
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled frozen-backbone features ``(B, D)`` of video ``(B, C, T, H, W)``, without autograd."""
         with torch.no_grad():
-            return self.backbone(video)
+            return super().forward_features(video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)``: frozen features, then the optional BatchNorm, then the head."""
@@ -82,5 +90,29 @@ class LinearProbe(VideoClassifier):
 
     def load_pretrained(self, path: str, strict: bool = True) -> int:
         """Load the backbone of an SSL (or classifier) checkpoint; see
-        :func:`load_backbone_from_ssl_checkpoint`. Returns the checkpoint's stored epoch (-1 if none)."""
-        return load_backbone_from_ssl_checkpoint(path, self, strict=strict)
+        :func:`load_backbone_from_ssl_checkpoint` (and a pretrained temporal pooling when this probe
+        has one). Returns the checkpoint's stored epoch (-1 if none)."""
+        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, prefix=self.checkpoint_prefix)
+        if self.video_pool is not None and not load_pool_if_present(path, self.video_pool, "video_pool."):
+            raise ValueError(f"STICA.POOL.TYPE {self.video_pool!r} probes a pretrained pooling, but {path} "
+                             f"has no 'video_pool.*' tensors; probe with STICA.POOL.TYPE gap")
+        return epoch
+
+
+@MODEL.register()
+class AudioLinearProbe(LinearProbe):
+    """:class:`LinearProbe` of an audio encoder: frozen ``STICA.AUDIO.ARCH`` over ``batch["audio"]``
+    spectrograms ``(B, 1, F, Ta)``, loaded from an audio-visual checkpoint's ``audio_backbone.*``
+    (STiCA); the audio encoder's global average pool feeds the linear head."""
+
+    input_key = "audio"
+    checkpoint_prefix = "audio_backbone."
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """LinearProbe's kwargs with the audio encoder and no temporal pooling."""
+        return {**super().from_config(cfg), "video_pool": None}
+
+    @staticmethod
+    def backbone_from_config(cfg) -> nn.Module:
+        return build_audio_backbone(cfg)

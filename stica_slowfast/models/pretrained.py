@@ -14,7 +14,7 @@ from torch import nn
 from stica_slowfast.engine.checkpoint import load_model_state, read_checkpoint
 from stica_slowfast.utils.misc import unwrap
 
-__all__ = ["load_backbone_from_ssl_checkpoint"]
+__all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ _DDP_PREFIX = "module."
 
 
 def load_backbone_from_ssl_checkpoint(
-    path: str, model: nn.Module, strict: bool = True, with_head: bool = False
+    path: str, model: nn.Module, strict: bool = True, with_head: bool = False, prefix: str = _BACKBONE_PREFIX
 ) -> int:
-    """Copy every ``backbone.*`` tensor of a ``.pyth`` checkpoint into ``model.backbone``.
+    """Copy every ``backbone.*`` (or ``prefix*``) tensor of a ``.pyth`` checkpoint into ``model.backbone``.
 
     Keys outside ``backbone.`` (projector, predictor, momentum target ``target_backbone.*``, queue, a
     classifier head) are ignored and their count and top-level names are logged. A ``"module."`` prefix
@@ -42,6 +42,8 @@ def load_backbone_from_ssl_checkpoint(
         with_head: Also load ``head.*`` into ``model.head`` when the checkpoint has a head of exactly
             the model's keys and shapes (another classifier of the same classes); otherwise the head
             keeps its initialisation and the reason is logged.
+        prefix: the checkpoint's key prefix of the encoder to load, e.g. ``"audio_backbone."`` for
+            STiCA's audio encoder.
 
     Returns:
         The checkpoint's stored 0-based ``"epoch"`` (-1 when it has none).
@@ -53,10 +55,10 @@ def load_backbone_from_ssl_checkpoint(
         ValueError: the checkpoint has no ``backbone.*`` key at all (also without ``strict``).
     """
     _, model_state, epoch = read_checkpoint(path)
-    backbone_state, ignored = _split_state(model_state, _BACKBONE_PREFIX)
+    backbone_state, ignored = _split_state(model_state, prefix)
     if not backbone_state:
         raise ValueError(
-            f"Checkpoint {path} has no '{_BACKBONE_PREFIX}*' keys to load into the model's backbone "
+            f"Checkpoint {path} has no '{prefix}*' keys to load into the model's backbone "
             f"(top-level names: {sorted({k.split('.', 1)[0] for k in model_state})})"
         )
     if ignored:
@@ -67,11 +69,25 @@ def load_backbone_from_ssl_checkpoint(
             ", ".join(sorted({k.split(".", 1)[0] for k in ignored})),
         )
 
-    load_model_state(unwrap(model).backbone, backbone_state, source=path, strict=strict, key_prefix=_BACKBONE_PREFIX)
+    load_model_state(unwrap(model).backbone, backbone_state, source=path, strict=strict, key_prefix=prefix)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     if with_head:
         _load_head_if_it_fits(unwrap(model).head, _split_state(model_state, _HEAD_PREFIX)[0], path)
     return epoch
+
+
+def load_pool_if_present(path: str, pool: nn.Module, prefix: str) -> bool:
+    """Load the ``prefix*`` tensors of a checkpoint (a pretrained temporal pooling) into ``pool`` when
+    the checkpoint has them, strictly; otherwise ``pool`` keeps its initialisation (logged).
+    Returns whether it was loaded."""
+    _, model_state, _ = read_checkpoint(path)
+    state, _ = _split_state(model_state, prefix)
+    if not state:
+        logger.info("%s has no '%s*' tensors: the temporal pooling is trained from scratch", path, prefix)
+        return False
+    load_model_state(pool, state, source=path, strict=True, key_prefix=prefix)
+    logger.info("Loaded %d '%s*' tensors from %s", len(state), prefix, path)
+    return True
 
 
 def _load_head_if_it_fits(head: nn.Module, state: Mapping[str, Any], path: str) -> None:

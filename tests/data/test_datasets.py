@@ -286,7 +286,8 @@ def test_val_is_one_centred_clip(media):
 def test_test_views_temporal_major_with_aligned_audio(media):
     write_csv(media / "k", "test", [("a.mp4", 1), ("silent.mp4", 0), ("ramp.mp4", 2)])
     cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos"),
-                                   "STICA.AUDIO.ENABLE": True, "STICA.AUDIO.SAMPLE_RATE": 8000})
+                                   "STICA.AUDIO.ENABLE": True, "STICA.AUDIO.SAMPLE_RATE": 8000,
+                                   "STICA.AUDIO.FEATURE": "waveform", "STICA.AUDIO.MISSING": "zeros"})
     ds = Kinetics(cfg, "test")
     s = ds[0]
     assert len(s["video"]) == len(s["audio"]) == 9
@@ -305,9 +306,26 @@ def test_test_views_temporal_major_with_aligned_audio(media):
     assert abs(loud[3][0] - 0.2 * 8000) <= 0.004 * 8000  # tone at 1.0 s, clip from 0.8 s
     assert loud[6][0] <= 0.004 * 8000
     assert torch.equal(s["audio"][3], s["audio"][5])  # spatial views share their clip's audio
-    # A file without audio gets silent waveforms of the same length.
+    # A file without audio gets silent waveforms of the same length (STICA.AUDIO.MISSING "zeros").
     s = ds[1]
     assert all(a.shape == (n,) and float(a.abs().max()) == 0 for a in s["audio"])
+
+
+def test_audio_window_centred_on_the_clip(media):
+    # STICA.AUDIO.DURATION 1 s around 0.4 s clips starting 0, 0.8, 1.6 s: windows [-0.3, 0.7),
+    # [0.5, 1.5), [1.3, 2.3), zero-padded outside the 2 s file.
+    write_csv(media / "k", "test", [("a.mp4", 1)])
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos"), "TEST.NUM_SPATIAL_CROPS": 1,
+                                   "STICA.AUDIO.ENABLE": True, "STICA.AUDIO.SAMPLE_RATE": 8000,
+                                   "STICA.AUDIO.FEATURE": "waveform", "STICA.AUDIO.DURATION": 1.0})
+    s = Kinetics(cfg, "test")[0]
+    assert [a.shape for a in s["audio"]] == [(8000,)] * 3
+    loud = [np.flatnonzero(np.abs(a.numpy()) > 0.05) for a in s["audio"]]
+    tol = 0.004 * 8000
+    assert len(loud[0]) == 0  # [-0.3, 0.7) s: before the tone
+    assert abs(loud[1][0] - 0.5 * 8000) <= tol  # tone at 1.0 s, window from 0.5 s
+    assert loud[2][0] <= tol and abs(loud[2][-1] - 0.7 * 8000) <= tol  # file ends 0.7 s in
+    assert float(s["audio"][2][round(0.85 * 8000):].abs().max()) == 0  # zero-padded past the end
 
 
 @pytest.fixture
@@ -346,14 +364,19 @@ def test_test_flags_undecodable_without_substituting(media, corrupt_csv):
     cfg = make_cfg(corrupt_csv, **{"DATA.PATH_PREFIX": str(media / "videos"),
                                    "STICA.AUDIO.ENABLE": True, "STICA.AUDIO.SAMPLE_RATE": 8000})
     ds = Kinetics(cfg, "test")
+    # Log spectrograms of 0.4 s at 8 kHz: 129 bins (n_fft 256), 1 + (3200 - 160) // 80 = 39 frames.
+    spec_shape = (1, 129, 39)
     for index in range(3):
         s = ds[index]
         assert (s["index"], s["label"], s["valid"], s["skipped"]) == (index, index, False, 1)
         assert len(s["video"]) == len(s["audio"]) == 9
         assert all(v.shape == (3, 4, 32, 32) and float(v.abs().max()) == 0 for v in s["video"])
-        assert all(a.shape == (3200,) and float(a.abs().max()) == 0 for a in s["audio"])
+        assert all(a.shape == spec_shape and float(a.abs().max()) == 0 for a in s["audio"])
     s = ds[3]
     assert s["valid"] and s["skipped"] == 0 and float(s["video"][0].abs().max()) > 0
+    assert all(a.shape == spec_shape for a in s["audio"])
+    assert float(s["audio"][0].abs().max()) == 0  # [0, 0.4) s is silent: a constant, standardised to 0
+    assert float(s["audio"][3].std()) > 0.5  # [0.8, 1.2) s holds the tone's onset
 
 
 def test_train_videos_read_for_evaluation(media, corrupt_csv):

@@ -53,7 +53,8 @@ def test_train_batch_layout(data_dir):
     (batch,) = list(loader)
     assert len(batch["video"]) == len(batch["audio"]) == 2  # rho clips
     assert all(v.shape == (4, 3, 3, 16, 16) and v.dtype == torch.float32 for v in batch["video"])
-    assert all(a.shape == (4, round(3 * 0.1 * 4000)) for a in batch["audio"])
+    # 0.3 s at 4 kHz -> log spectrogram of 65 bins (n_fft 128) x 29 frames (20 ms windows, 10 ms hop)
+    assert all(a.shape == (4, 1, 65, 29) and a.dtype == torch.float32 for a in batch["audio"])
     assert batch["label"].dtype == torch.int64 and batch["label"].shape == (4,)
     assert torch.equal(batch["label"], batch["index"] % 3)
     assert batch["valid"].dtype == torch.bool and bool(batch["valid"].all())

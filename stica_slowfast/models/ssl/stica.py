@@ -1,0 +1,263 @@
+"""STiCA: cross-modal video-audio contrastive learning with Feature Crop and transformer pooling.
+
+Patrick, Asano, Huang, Misra, Metze, Henriques, Vedaldi, "Space-Time Crop & Attend: Improving
+Cross-modal Video Representation Learning", ICCV 2021, arXiv 2103.10211. Symbols: B videos per process,
+W processes, V views per video (clips, each with its own augmentation and its aligned audio), D_v / D_a
+backbone channels, t time steps of a feature map, N_l / N_s large / small crops per view, E joint
+embedding size::
+
+    video views V x (B, C, T, H, W) -> video backbone (one call)  fmap (V*B, D_v, t, h, w)
+      fmap --mean over h, w--> tokens (V*B, t, D_v) -> video pool -> video projector -> z_v (V, B, E)
+      fmap --FeatureCrop--> crops (V*B, D_v, t', h', w') each -> tokens -> video pool -> crop projector
+                           -> large (N_l, V, B, E), small (N_s, V, B, E)
+    audio views V x (B, 1, F, Ta) -> audio backbone -> tokens (V*B, ta, D_a) -> audio pool
+      -> audio projector -> z_a (V, B, E)
+
+    loss = alpha       * mean_v  cross_modal_info_nce(z_v[v], z_a[v], T_xm)         video <-> audio
+         + (1 - alpha) * (  mean over large crops (i, a), (j, b), a != b: info_nce(l_ia, l_jb, T_c)
+                          + mean over small crops s, large crops l: info_nce(s, stopgrad(l), T_c) ) / 2
+
+Every InfoNCE's negatives are the other videos of the global batch (embeddings gathered from all
+processes with gradient, ``dist_on``). With Feature Crop off the loss is the cross-modal term alone.
+The crops can also be taken in input space (``crop_space="input"``: each crop of the input clip goes
+through the backbone), the expensive multi-crop that Feature Crop replaces; ``tools/benchmark.py crops``
+compares the two.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stica_slowfast.layers import MLP, FeatureCrop
+from stica_slowfast.losses import crop_info_nce, cross_modal_info_nce
+from stica_slowfast.registry import MODEL
+from stica_slowfast.utils.distributed import all_gather_with_grad, get_world_size
+
+from ..build import build_audio_backbone, build_backbone
+from ..configurable import configurable
+from ..temporal import feature_crop_from_config, temporal_pooling_from_config, video_tokens
+from .base import mlp_norm
+
+__all__ = ["STiCA"]
+
+_CROP_SPACES = ("feature", "input")
+
+
+def _gathered(x: torch.Tensor, dist_on: bool) -> torch.Tensor:
+    """``(..., B, E)`` rows of all processes along the batch dim (with gradient), or ``x``."""
+    if not dist_on or get_world_size() == 1:
+        return x
+    lead = x.shape[:-2]
+    # (..., B, E) -> (B, ..., E) -> gather dim 0 -> (W*B, ..., E) -> (..., W*B, E)
+    moved = x.movedim(-2, 0)
+    return all_gather_with_grad(moved.contiguous()).movedim(0, -2).reshape(*lead, -1, x.shape[-1])
+
+
+@MODEL.register()
+class STiCA(nn.Module):
+    """Video and audio encoders trained by cross-modal and feature-crop InfoNCE (see module docstring).
+
+    Args:
+        backbone: video encoder with ``out_dim`` and ``forward_feature_map(video) -> (B, D_v, t, h, w)``;
+            stored as ``self.backbone`` so linear probes and fine-tuning load its ``backbone.*`` keys.
+        audio_backbone: audio encoder with ``out_dim`` and ``forward_tokens(spec) -> (B, ta, D_a)``.
+        video_pool: temporal pooling ``(B, t, D_v) -> (B, video_pool.out_dim)`` of the video (and crops).
+        audio_pool: temporal pooling ``(B, ta, D_a) -> (B, audio_pool.out_dim)``.
+        feature_crop: :class:`FeatureCrop`, or None for no crops (cross-modal loss only).
+        dim: joint embedding size E.
+        mlp_dim: hidden width of the projection MLPs.
+        num_mlp_layers: linear layers of each projection MLP.
+        bn_mlp: BatchNorm1d after hidden projector layers; ``bn_sync_mlp``: SyncBatchNorm instead.
+        alpha: weight of the cross-modal term; ``1 - alpha`` weighs the crop term.
+        cross_modal_temperature: T of the video <-> audio InfoNCE.
+        crop_temperature: T of the crop InfoNCE.
+        crop_space: "feature" (Feature Crop) or "input" (crops of the input clip, each encoded).
+        dist_on: negatives from all processes (gathered with gradient).
+    """
+
+    #: ``forward`` gives features, not class logits.
+    predicts_labels = False
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        audio_backbone: nn.Module,
+        video_pool: nn.Module,
+        audio_pool: nn.Module,
+        feature_crop: Optional[FeatureCrop] = None,
+        dim: int = 128,
+        mlp_dim: int = 512,
+        num_mlp_layers: int = 2,
+        bn_mlp: bool = True,
+        bn_sync_mlp: bool = False,
+        alpha: float = 0.5,
+        cross_modal_temperature: float = 0.1,
+        crop_temperature: float = 0.5,
+        crop_space: str = "feature",
+        dist_on: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if crop_space not in _CROP_SPACES:
+            raise ValueError(f"crop_space must be one of {_CROP_SPACES}, got {crop_space!r}")
+        for name, t in (("cross_modal_temperature", cross_modal_temperature),
+                        ("crop_temperature", crop_temperature)):
+            if t <= 0:
+                raise ValueError(f"{name} must be > 0, got {t}")
+        norm = mlp_norm(bn_mlp, bn_sync_mlp)
+
+        def projector(in_dim: int) -> MLP:
+            return MLP(in_dim=in_dim, hidden_dim=mlp_dim, out_dim=dim, num_layers=num_mlp_layers, norm=norm)
+
+        self.backbone = backbone
+        self.video_pool = video_pool
+        self.video_projector = projector(video_pool.out_dim)
+        self.audio_backbone = audio_backbone
+        self.audio_pool = audio_pool
+        self.audio_projector = projector(audio_pool.out_dim)
+        self.feature_crop = feature_crop
+        # Crops get their own head: the crop objective (within the video, T_c) and the joint
+        # video-audio space (T_xm) are different geometries.
+        self.crop_projector = projector(video_pool.out_dim) if feature_crop is not None else None
+        self.dim = dim
+        self.alpha = alpha
+        self.cross_modal_temperature = cross_modal_temperature
+        self.crop_temperature = crop_temperature
+        self.crop_space = crop_space
+        self.dist_on = dist_on
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Kwargs from ``MODEL.ARCH``, ``STICA.AUDIO.ARCH``, ``STICA.POOL.*``, ``STICA.FEATURE_CROP.*``,
+        ``STICA.LOSS.*`` and the projection sizes ``CONTRASTIVE.{DIM, MLP_DIM, NUM_MLP_LAYERS, BN_*}``."""
+        backbone, audio_backbone = build_backbone(cfg), build_audio_backbone(cfg)
+        c, loss = cfg.CONTRASTIVE, cfg.STICA.LOSS
+        return {
+            "backbone": backbone,
+            "audio_backbone": audio_backbone,
+            "video_pool": temporal_pooling_from_config(cfg, backbone.out_dim),
+            "audio_pool": temporal_pooling_from_config(cfg, audio_backbone.out_dim),
+            "feature_crop": feature_crop_from_config(cfg),
+            "dim": c.DIM,
+            "mlp_dim": c.MLP_DIM,
+            "num_mlp_layers": c.NUM_MLP_LAYERS,
+            "bn_mlp": c.BN_MLP,
+            "bn_sync_mlp": c.BN_SYNC_MLP,
+            "alpha": loss.ALPHA,
+            "cross_modal_temperature": loss.CROSS_MODAL_T,
+            "crop_temperature": loss.CROP_T,
+            "crop_space": cfg.STICA.FEATURE_CROP.SPACE,
+            "dist_on": c.SIMCLR_DIST_ON,
+        }
+
+    # ---------------------------------------------------------------------------------------------- #
+    # Encoders
+    # ---------------------------------------------------------------------------------------------- #
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Pooled video backbone features ``(B, D_v)`` (linear probe, kNN, retrieval)."""
+        return self.backbone(video)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`forward_features`."""
+        return self.forward_features(video)
+
+    def forward_audio_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Pooled audio backbone features ``(B, D_a)`` of spectrograms ``(B, 1, F, Ta)``."""
+        return self.audio_backbone(spec)
+
+    def _pooled_video(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.video_pool(video_tokens(fmap))  # (B, D_v, t, h, w) -> (B, P_v)
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """Joint-space video embedding ``(B, E)`` (not normalised) of video ``(B, C, T, H, W)``."""
+        return self.video_projector(self._pooled_video(self.backbone.forward_feature_map(video)))
+
+    def embed_audio(self, spec: torch.Tensor) -> torch.Tensor:
+        """Joint-space audio embedding ``(B, E)`` (not normalised) of spectrograms ``(B, 1, F, Ta)``."""
+        return self.audio_projector(self.audio_pool(self.audio_backbone.forward_tokens(spec)))
+
+    # ---------------------------------------------------------------------------------------------- #
+    # Crops
+    # ---------------------------------------------------------------------------------------------- #
+    def _crop_embeddings(
+        self, video: torch.Tensor, fmap: torch.Tensor, views: int
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Large and small crop embeddings ``(N_l, V, B, E)``, ``(N_s, V, B, E)`` (None if no crop).
+
+        ``video`` is the views' input ``(V*B, C, T, H, W)`` and ``fmap`` its feature map; crops are
+        taken from ``fmap`` (feature space) or from ``video`` and then encoded (input space). Large =
+        the large spatial and temporal crops, small = the small ones.
+        """
+        source = fmap if self.crop_space == "feature" else video
+        crops = self.feature_crop(source).crops  # scale -> (V*B, n, C', t', h', w')
+        out = {}
+        for size in ("large", "small"):
+            embeddings = []
+            for scale in (f"spatial_{size}", f"temporal_{size}"):
+                x = crops[scale]
+                n = x.shape[1]
+                if n == 0:
+                    continue
+                x = x.transpose(0, 1).flatten(0, 1)  # (V*B, n, ...) -> (n*V*B, ...), crop-major
+                if self.crop_space == "input":
+                    x = self.backbone.forward_feature_map(x)
+                z = self.crop_projector(self._pooled_video(x))  # (n*V*B, E)
+                embeddings.append(z.reshape(n, views, -1, z.shape[-1]))  # (n, V, B, E)
+            out[size] = torch.cat(embeddings) if embeddings else None
+        return out["large"], out["small"]
+
+    def _crop_loss(self, large: Optional[torch.Tensor], small: Optional[torch.Tensor]) -> torch.Tensor:
+        """Within-video crop InfoNCE over the global batch: large <-> large across views, small ->
+        stopped large (:func:`~stica_slowfast.losses.crop_info_nce`)."""
+        if large is None:
+            raise ValueError("the crop loss needs large crops (STICA.FEATURE_CROP.NUM_LARGE_SPATIAL or "
+                             "NUM_LARGE_TEMPORAL > 0)")
+        small = None if small is None else _gathered(small, self.dist_on)  # (N_s, V, W*B, E)
+        return crop_info_nce(_gathered(large, self.dist_on), small, temperature=self.crop_temperature)
+
+    # ---------------------------------------------------------------------------------------------- #
+    # Training step
+    # ---------------------------------------------------------------------------------------------- #
+    @staticmethod
+    def _views(batch: Dict, key: str) -> List[torch.Tensor]:
+        views = batch.get(key)
+        if views is None:
+            raise KeyError(f"STiCA needs batch[{key!r}]" + (
+                " (set STICA.AUDIO.ENABLE True)" if key == "audio" else ""))
+        views = [views] if isinstance(views, torch.Tensor) else list(views)
+        if any(v.shape != views[0].shape for v in views):
+            raise ValueError(f"all {key} views must have one shape, got {[tuple(v.shape) for v in views]}")
+        return views
+
+    def forward_train(self, batch: Dict) -> dict:
+        """One step's loss; returns ``{"loss", "loss_cross_modal", "loss_crop"?, "av_acc"}``."""
+        videos, audios = self._views(batch, "video"), self._views(batch, "audio")
+        if len(videos) != len(audios):
+            raise ValueError(f"{len(videos)} video views but {len(audios)} audio views")
+        views, b = len(videos), videos[0].shape[0]
+        video = torch.cat(videos)  # V x (B, C, T, H, W) -> (V*B, C, T, H, W), view-major
+        fmap = self.backbone.forward_feature_map(video)  # (V*B, D_v, t, h, w)
+        z_v = self.video_projector(self._pooled_video(fmap)).reshape(views, b, -1)  # (V, B, E)
+        z_a = self.embed_audio(torch.cat(audios)).reshape(views, b, -1)  # (V, B, E)
+        g_v, g_a = _gathered(z_v, self.dist_on), _gathered(z_a, self.dist_on)  # (V, W*B, E)
+        t = self.cross_modal_temperature
+        loss_xm = torch.stack([cross_modal_info_nce(g_v[v], g_a[v], temperature=t)
+                               for v in range(views)]).mean()
+        out = {"loss_cross_modal": loss_xm.item()}
+        loss = loss_xm
+        if self.feature_crop is not None:
+            loss_crop = self._crop_loss(*self._crop_embeddings(video, fmap, views))
+            loss = self.alpha * loss_xm + (1.0 - self.alpha) * loss_crop
+            out["loss_crop"] = loss_crop.item()
+        with torch.no_grad():
+            # video -> audio top-1 among the global batch: how well the modalities are matched
+            sims = F.normalize(g_v[0].float(), dim=1) @ F.normalize(g_a[0].float(), dim=1).T
+            target = torch.arange(sims.shape[0], device=sims.device)
+            out["av_acc"] = (sims.argmax(dim=1) == target).float().mean().item() * 100.0
+        out["loss"] = loss
+        return out
