@@ -75,3 +75,37 @@ def test_ssl_demo_report_end_to_end(tmp_path):
     assert "old" not in text and "| rhoBYOL |" in text and text.endswith("tail\n")
     assert "(docs/ssl_demo_report.png)" in text
     assert (tmp_path / "docs" / "ssl_demo_report.png").read_bytes() == (out / "report.png").read_bytes()
+
+
+def test_crop_benchmark(tmp_path):
+    out = json.loads(_tool(
+        "benchmark.py", "crops", "--iters", "1", "--warmup", "0", "--rounds", "1",
+        "--cfg", os.path.join(REPO, "configs", "demo", "stica_tiny.yaml"), "STICA.SYNTHETIC.ENABLE", "False",
+        "OUTPUT_DIR", str(tmp_path), "TRAIN.BATCH_SIZE", "2"))
+    assert out["crops_per_view"] == {"spatial": [2, 4], "temporal": [2, 1]} and out["batch"] == 2
+    for variant in ("views_only", "feature_crop", "input_crop"):
+        assert out[variant]["median_step_s"] > 0 and out[variant]["peak_mb"] >= 0
+    assert out["feature_crop/views_only"] == pytest.approx(
+        out["feature_crop"]["median_step_s"] / out["views_only"]["median_step_s"], abs=2e-3)
+
+
+def test_stica_demo_end_to_end(tmp_path):
+    """tools/demo.py on a shrunken dataset and schedule: every stage runs, the report's figures are the
+    stages' metrics, and the README section and PNGs are written."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n<!-- stica-demo:start -->\nold\n<!-- stica-demo:end -->\ntail\n")
+    tiny = ["MODEL.NUM_CLASSES", "2", "STICA.SYNTHETIC.TRAIN_PER_CLASS", "4", "STICA.SYNTHETIC.VAL_PER_CLASS", "1",
+            "STICA.SYNTHETIC.TEST_PER_CLASS", "2", "STICA.SYNTHETIC.DURATION", "1.5", "STICA.SYNTHETIC.WIDTH", "64",
+            "STICA.SYNTHETIC.HEIGHT", "48", "SOLVER.MAX_EPOCH", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
+            "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0"]
+    out = tmp_path / "demo"
+    _tool("demo.py", "--out", str(out), "--readme", str(readme), *tiny)
+    report = json.loads((out / "demo_report.json").read_text())
+    assert report["probes"]["video"] == json.loads((out / "probe_video" / "metrics.json").read_text())["top1_acc"]
+    retrieval = json.loads((out / "retrieval" / "metrics.json").read_text())
+    assert report["retrieval"]["a2v_R@1"] == retrieval["a2v_R@1"] and retrieval["cross_modal_num_videos"] == 4
+    assert [r["epoch"] for r in report["curves"] if r["_type"] == "train_epoch"] == ["1/1"]
+    text = readme.read_text()
+    assert "old" not in text and "audio -> video" in text and text.endswith("tail\n")
+    for png in ("stica_demo_curves.png", "stica_demo_probes.png"):
+        assert (tmp_path / "docs" / png).stat().st_size > 1000

@@ -8,9 +8,9 @@
     python tools/benchmark.py ssl_memory --cfg CONFIG.yaml [--rhos 1 2 3 4] [--iters N] [KEY VALUE ...]
         peak memory and time of one rho-clip SSL training step (MODEL.MODEL_NAME) for each rho,
         clips encoded together vs. CONTRASTIVE.SEQUENTIAL; each measurement in a fresh process
-    python tools/benchmark.py crops --cfg CONFIG.yaml [--iters N] [--warmup N] [KEY VALUE ...]
+    python tools/benchmark.py crops --cfg CONFIG.yaml [--iters N] [--warmup N] [--rounds N] [KEY VALUE ...]
         STiCA training step with 2 views only, + Feature Crop, + the same crops taken in input space
-        and encoded: median step time and peak memory of each (fresh process each), and the ratios
+        and encoded: median step time and peak memory of each (fresh processes, in turn), and the ratios
 """
 
 import argparse
@@ -238,12 +238,20 @@ def _crop_step_stats(cfg, variant: str, iters: int, warmup: int) -> dict:
     return {"median_step_s": round(statistics.median(times), 4), "peak_mb": _peak_above(device, base)}
 
 
-def bench_crops(cfg, iters: int, warmup: int) -> dict:
+def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
+    """Each variant in a fresh process, ``rounds`` times in turn (views_only, feature_crop, input_crop,
+    views_only, ...); a variant's step time is the least of its rounds' medians, so a burst of load from
+    elsewhere on the machine during one round does not count."""
     spawn = multiprocessing.get_context("spawn")
-    stats = {}
-    for variant in _CROP_VARIANTS:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            stats[variant] = pool.submit(_crop_step_stats, cfg, variant, iters, warmup).result()
+    runs = {variant: [] for variant in _CROP_VARIANTS}
+    for _ in range(rounds):
+        for variant in _CROP_VARIANTS:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                runs[variant].append(pool.submit(_crop_step_stats, cfg, variant, iters, warmup).result())
+    stats = {variant: {"median_step_s": min(r["median_step_s"] for r in results),
+                       "peak_mb": min(r["peak_mb"] for r in results),
+                       "round_medians_s": [r["median_step_s"] for r in results]}
+             for variant, results in runs.items()}
     c = cfg.STICA.FEATURE_CROP
 
     def ratio(a: str, b: str, key: str) -> float:
@@ -261,6 +269,7 @@ def bench_crops(cfg, iters: int, warmup: int) -> dict:
         "crops_per_view": {"spatial": [c.NUM_LARGE_SPATIAL, c.NUM_SMALL_SPATIAL],
                            "temporal": [c.NUM_LARGE_TEMPORAL, c.NUM_SMALL_TEMPORAL]},
         "iters": iters,
+        "rounds": rounds,
         **stats,
         "feature_crop/views_only": ratio("feature_crop", "views_only", "median_step_s"),
         "input_crop/views_only": ratio("input_crop", "views_only", "median_step_s"),
@@ -276,6 +285,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=16, help="decode: videos to decode")
     parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory, crops: timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="crops: untimed steps first")
+    parser.add_argument("--rounds", type=int, default=2, help="crops: fresh processes per variant")
     parser.add_argument("--rhos", type=int, nargs="+", default=[1, 2, 3, 4], help="ssl_memory: clip counts")
     ours, rest = parser.parse_known_args()
     try:
@@ -288,7 +298,7 @@ def main() -> None:
     elif ours.benchmark == "train":
         result = bench_train(cfg, ours.iters)
     elif ours.benchmark == "crops":
-        result = bench_crops(cfg, ours.iters, ours.warmup)
+        result = bench_crops(cfg, ours.iters, ours.warmup, ours.rounds)
     else:
         result = bench_ssl_memory(cfg, sorted(ours.rhos), ours.iters)
     print(json.dumps(result))

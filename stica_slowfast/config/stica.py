@@ -172,6 +172,9 @@ def add_pool_config(stica: CfgNode) -> None:
     # Learned positional embeddings (integer >= 1); another number of time steps (temporal crops, a
     # longer test clip) interpolates them linearly.
     stica.POOL.MAX_LEN = 16
+    # Start the transformer pooling as a global average pool: its CLS readout is added to the tokens'
+    # mean through a zero-initialised linear layer (False: the CLS readout alone).
+    stica.POOL.GAP_INIT = True
 
 
 def add_feature_crop_config(stica: CfgNode) -> None:

@@ -32,7 +32,7 @@ def temporal_pooling_from_config(cfg, in_dim: int) -> nn.Module:
     p = cfg.STICA.POOL
     return build_temporal_pooling(
         p.TYPE, in_dim=in_dim, width=p.WIDTH or None, depth=p.DEPTH, num_heads=p.NUM_HEADS,
-        mlp_ratio=p.MLP_RATIO, dropout=p.DROPOUT, max_len=p.MAX_LEN)
+        mlp_ratio=p.MLP_RATIO, dropout=p.DROPOUT, max_len=p.MAX_LEN, gap_init=p.GAP_INIT)
 
 
 def feature_crop_from_config(cfg) -> Optional[FeatureCrop]:

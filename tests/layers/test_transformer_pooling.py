@@ -44,8 +44,24 @@ def test_batch_independence(mode):
     torch.testing.assert_close(pool(x[2:])[0], out[2])
 
 
-def test_cls_readout_is_learned_and_position_aware():
+def test_gap_init_starts_as_the_mean_and_learns_a_readout():
     pool = _pool(width=None)
+    x = torch.randn(3, 4, 6)
+    torch.testing.assert_close(pool(x), x.mean(1))  # zero-initialised readout: exactly GAP
+    optimizer = torch.optim.SGD(pool.parameters(), lr=0.1)
+    target = torch.randn(3, 6)
+    for _ in range(3):
+        loss = (pool(x) - target).pow(2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert pool.readout.weight.abs().sum() > 0
+    assert not torch.allclose(pool(x), x.mean(1), atol=1e-3)  # the attention path now contributes
+    assert pool.cls_token.grad.abs().sum() > 0 and pool.pos_embed.grad.abs().sum() > 0
+
+
+def test_cls_readout_is_learned_and_position_aware():
+    pool = _pool(width=None, gap_init=False)
     x = torch.randn(3, 4, 6, requires_grad=True)
     out = pool(x)
     assert not torch.allclose(out, x.mean(1), atol=1e-3)
@@ -59,14 +75,14 @@ def test_cls_readout_is_learned_and_position_aware():
 
 
 def test_interpolated_positions_receive_gradients():
-    pool = _pool()
+    pool = _pool(gap_init=False)
     out = pool(torch.randn(2, 7, 6))
     (out * torch.randn_like(out)).sum().backward()  # a plain sum of a LayerNorm output has no gradient
     assert (pool.pos_embed.grad.abs().sum(-1) > 0).all()
 
 
 def test_deterministic_in_eval_dropout_in_train():
-    pool = _pool(dropout=0.5)
+    pool = _pool(dropout=0.5, gap_init=False)
     x = torch.randn(3, 4, 6)
     pool.eval()
     torch.testing.assert_close(pool(x), pool(x), rtol=0, atol=0)
