@@ -21,13 +21,15 @@ without renaming.
 
 import math
 from collections import OrderedDict
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock
 
 from stica_slowfast.registry import BACKBONE
+
+from .backbones import StagedBackbone, init_like_torchvision
 
 __all__ = [
     "AudioBackbone",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class AudioBackbone(nn.Module):
+class AudioBackbone(StagedBackbone):
     """Named stages applied in order to a spectrogram, then pooled over frequency and/or time.
 
     ::
@@ -60,16 +62,6 @@ class AudioBackbone(nn.Module):
         out_dim: D, channels of the last stage's output.
     """
 
-    def __init__(self, *, stages: Mapping[str, nn.Module], in_channels: int, out_dim: int) -> None:
-        super().__init__()
-        if not stages:
-            raise ValueError("AudioBackbone needs at least one stage")
-        for name, stage in stages.items():
-            self.add_module(name, stage)
-        self.stage_names: tuple = tuple(stages)
-        self.in_channels = in_channels
-        self.out_dim = out_dim
-
     def forward_feature_map(self, spec: torch.Tensor) -> torch.Tensor:
         """Map a spectrogram ``(B, C, F, Ta)`` to the last feature map ``(B, out_dim, f, t)``."""
         if spec.dim() != 4 or spec.shape[1] != self.in_channels:
@@ -77,10 +69,7 @@ class AudioBackbone(nn.Module):
                 f"expected a spectrogram of shape (B, {self.in_channels}, F, Ta) (frequency, then time), "
                 f"got {tuple(spec.shape)}"
             )
-        x = spec
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-        return x
+        return self.run_stages(spec)
 
     def forward_tokens(self, spec: torch.Tensor) -> torch.Tensor:
         """Map a spectrogram ``(B, C, F, Ta)`` to one token per time step, ``(B, t, out_dim)``.
@@ -97,18 +86,6 @@ class AudioBackbone(nn.Module):
         fmap = self.forward_feature_map(spec)
         # (B, D, f, t) -> (B, D)
         return fmap.mean(dim=(2, 3))
-
-
-def _init_like_torchvision(module: nn.Module) -> None:
-    """torchvision's ResNet init: Kaiming-normal (fan_out) convs, unit/zero batch norms."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _resnet_stage(*, in_dim: int, out_dim: int, stride: int) -> nn.Sequential:
@@ -171,7 +148,7 @@ def build_audio_resnet(
         stages[f"layer{idx + 1}"] = _resnet_stage(in_dim=in_dim, out_dim=out_dim, stride=1 if idx == 0 else 2)
         in_dim = out_dim
     backbone = AudioBackbone(stages=stages, in_channels=in_channels, out_dim=stage_dims[-1])
-    _init_like_torchvision(backbone)
+    init_like_torchvision(backbone)
     return backbone
 
 

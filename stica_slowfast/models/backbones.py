@@ -33,7 +33,9 @@ from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D
 from stica_slowfast.registry import BACKBONE
 
 __all__ = [
+    "StagedBackbone",
     "VideoBackbone",
+    "init_like_torchvision",
     "build_r2plus1d_18",
     "build_r2plus1d",
     "build_slow_resnet",
@@ -44,7 +46,35 @@ __all__ = [
 ]
 
 
-class VideoBackbone(nn.Module):
+class StagedBackbone(nn.Module):
+    """Named stages run in order; the shared mechanism of :class:`VideoBackbone` and the audio
+    backbone. Subclasses check their input's shape and pool the last feature map.
+
+    Args:
+        stages: stage name -> module, in execution order. The names become the attribute names
+            (and state-dict prefixes), so pass the source library's names to keep its checkpoints.
+        in_channels: input channels expected (checked by the subclass).
+        out_dim: channels of the last stage's output.
+    """
+
+    def __init__(self, *, stages: Mapping[str, nn.Module], in_channels: int, out_dim: int) -> None:
+        super().__init__()
+        if not stages:
+            raise ValueError(f"{type(self).__name__} needs at least one stage")
+        for name, stage in stages.items():
+            self.add_module(name, stage)
+        self.stage_names: tuple = tuple(stages)
+        self.in_channels = in_channels
+        self.out_dim = out_dim
+
+    def run_stages(self, x: torch.Tensor) -> torch.Tensor:
+        """Every stage in order: the last feature map."""
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return x
+
+
+class VideoBackbone(StagedBackbone):
     """Named stages applied in order, then a global space-time average pool.
 
     ::
@@ -63,16 +93,6 @@ class VideoBackbone(nn.Module):
         out_dim: D, channels of the last stage's output.
     """
 
-    def __init__(self, *, stages: Mapping[str, nn.Module], in_channels: int, out_dim: int) -> None:
-        super().__init__()
-        if not stages:
-            raise ValueError("VideoBackbone needs at least one stage")
-        for name, stage in stages.items():
-            self.add_module(name, stage)
-        self.stage_names: tuple = tuple(stages)
-        self.in_channels = in_channels
-        self.out_dim = out_dim
-
     def forward_feature_map(self, video: torch.Tensor) -> torch.Tensor:
         """Map video ``(B, C, T, H, W)`` to the last feature map ``(B, out_dim, t, h, w)``.
 
@@ -86,10 +106,7 @@ class VideoBackbone(nn.Module):
             raise ValueError(
                 f"expected video of shape (B, {self.in_channels}, T, H, W), got {tuple(video.shape)}"
             )
-        x = video
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-        return x
+        return self.run_stages(video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Map video ``(B, C, T, H, W)`` to pooled features ``(B, out_dim)``."""
@@ -98,14 +115,15 @@ class VideoBackbone(nn.Module):
         return fmap.mean(dim=(2, 3, 4))
 
 
-def _init_like_torchvision(module: nn.Module) -> None:
-    """torchvision's VideoResNet init: Kaiming-normal (fan_out) convs, unit/zero batch norms."""
+def init_like_torchvision(module: nn.Module) -> None:
+    """torchvision's (Video)ResNet init: Kaiming-normal (fan_out) 2-D and 3-D convs, unit/zero batch
+    norms."""
     for m in module.modules():
-        if isinstance(m, nn.Conv3d):
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -133,7 +151,7 @@ def build_r2plus1d_18(*, in_channels: int = 3) -> VideoBackbone:
             padding=old.padding,
             bias=False,
         )
-        _init_like_torchvision(net.stem[0])
+        init_like_torchvision(net.stem[0])
     stages = OrderedDict(
         (name, getattr(net, name)) for name in ("stem", "layer1", "layer2", "layer3", "layer4")
     )
@@ -217,7 +235,7 @@ def build_r2plus1d(
         )
         in_dim = out_dim
     backbone = VideoBackbone(stages=stages, in_channels=in_channels, out_dim=stage_dims[-1])
-    _init_like_torchvision(backbone)
+    init_like_torchvision(backbone)
     return backbone
 
 

@@ -49,10 +49,8 @@ def _gathered(x: torch.Tensor, dist_on: bool) -> torch.Tensor:
     """``(..., B, E)`` rows of all processes along the batch dim (with gradient), or ``x``."""
     if not dist_on or get_world_size() == 1:
         return x
-    lead = x.shape[:-2]
     # (..., B, E) -> (B, ..., E) -> gather dim 0 -> (W*B, ..., E) -> (..., W*B, E)
-    moved = x.movedim(-2, 0)
-    return all_gather_with_grad(moved.contiguous()).movedim(0, -2).reshape(*lead, -1, x.shape[-1])
+    return all_gather_with_grad(x.movedim(-2, 0).contiguous()).movedim(0, -2)
 
 
 @MODEL.register()
