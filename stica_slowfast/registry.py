@@ -18,15 +18,11 @@ Call contract of each registry (what ``REGISTRY.get(name)`` returns and how it i
 * ``DATASET``  -- ``cls(cfg, split) -> torch.utils.data.Dataset`` selected (case-insensitively) by
   ``TRAIN.DATASET`` / ``TEST.DATASET``; ``split`` is ``"train"``, ``"val"`` or ``"test"``.
 
-``import stica_slowfast`` fills the registries. When PySlowFast (``slowfast``) is importable, the models
-are also registered into its ``MODEL_REGISTRY`` (see :func:`register_into_pyslowfast`).
+``import stica_slowfast`` fills the registries. When PySlowFast (``slowfast``) is importable, models,
+losses and datasets are also registered into its tables (:func:`stica_slowfast.slowfast_bridge.register`).
 """
 
-import logging
-
 from fvcore.common.registry import Registry
-
-logger = logging.getLogger(__name__)
 
 MODEL = Registry("MODEL")
 MODEL.__doc__ = "SSL methods and classifiers, ``cls(cfg)``; selected by MODEL.MODEL_NAME."
@@ -45,9 +41,15 @@ DATASET.__doc__ = "Datasets, ``cls(cfg, split)``; selected by TRAIN.DATASET / TE
 
 
 def get_dataset_class(name: str):
-    """Look a dataset up by name, ignoring case (PySlowFast configs write ``kinetics``)."""
+    """Look a dataset up by name, ignoring case (PySlowFast configs write ``kinetics``).
+
+    The ``stica``-prefixed aliases under which the datasets are registered in PySlowFast
+    (``sticakinetics``, see :mod:`stica_slowfast.slowfast_bridge`) resolve too, so one YAML serves both
+    entry points.
+    """
+    wanted = name.lower()
     for registered, obj in DATASET:
-        if registered.lower() == name.lower():
+        if wanted in (registered.lower(), "stica" + registered.lower()):
             return obj
     raise KeyError(
         f"No dataset named {name!r}; registered: {sorted(n for n, _ in DATASET)}"
@@ -55,17 +57,7 @@ def get_dataset_class(name: str):
 
 
 def register_into_pyslowfast() -> bool:
-    """Also expose our models in PySlowFast's ``MODEL_REGISTRY`` if PySlowFast is importable.
+    """Alias of :func:`stica_slowfast.slowfast_bridge.register` (kept for existing callers)."""
+    from .slowfast_bridge import register  # local: the bridge imports this module
 
-    Our names never collide with PySlowFast's own (``ContrastiveModel``, ``ResNet``, ``SlowFast`` ...);
-    an existing entry is left untouched. Returns True if the bridge was installed.
-    """
-    try:
-        from slowfast.models.build import MODEL_REGISTRY as SF_MODEL_REGISTRY
-    except Exception as err:  # ImportError, or its own import-time failures (e.g. no detectron2)
-        logger.debug("PySlowFast not importable, bridge skipped: %s", err)
-        return False
-    for name, obj in MODEL:
-        if name not in SF_MODEL_REGISTRY:
-            SF_MODEL_REGISTRY._do_register(name, obj)
-    return True
+    return register()

@@ -26,9 +26,11 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple) -> None:
         dist.destroy_process_group()
 
 
-def run_gloo(fn: Callable, world: int, *args) -> None:
-    """Call ``fn(rank, *args)`` in ``world`` spawned processes inside one gloo group.
+def run_gloo(fn: Callable, world: int, *args, start_method: str = "spawn") -> None:
+    """Call ``fn(rank, *args)`` in ``world`` new processes inside one gloo group.
 
-    ``fn`` must be a module-level function (spawned processes import it by name).
+    ``fn`` must be a module-level function (spawned processes import it by name). ``"fork"`` starts
+    in a fraction of the time (nothing is imported again); use it for tests that run little compute.
     """
-    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
+    mp.start_processes(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True,
+                       start_method=start_method)

@@ -3,6 +3,10 @@
 
     python tools/run_net.py --cfg configs/demo/supervised_tiny.yaml [KEY VALUE ...]
         [--init_method tcp://HOST:PORT --num_shards N --shard_id I]
+
+A PySlowFast YAML with our keys added works too: when PySlowFast is importable, the keys of its
+``get_cfg()`` that ours lacks are accepted (and have no effect here); without it they are unknown keys
+(:func:`stica_slowfast.config.load_config`).
 """
 
 import stica_slowfast  # noqa: F401  (registers every model, backbone and dataset)

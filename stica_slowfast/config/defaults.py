@@ -147,7 +147,7 @@ _C.DATA_LOADER.NUM_WORKERS = 4
 _C.DATA_LOADER.PIN_MEMORY = True
 # Let PyAV decode with several threads per video.
 _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
-# DATA_LOADER.NUM_RETRIES: see config/stica.py (PySlowFast's config lacks it).
+# DATA_LOADER.NUM_RETRIES and MAX_BAD_FRACTION: see config/stica.py (PySlowFast's config lacks them).
 
 # ---------------------------------------------------------------------------------------------------- #
 # Model

@@ -6,6 +6,7 @@ where it came from, and the closest valid key.
 """
 
 import difflib
+import logging
 import os
 from ast import literal_eval
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -16,6 +17,8 @@ from fvcore.common.config import CfgNode
 from stica_slowfast.utils.io import PathManager
 
 BASE_KEY = "_BASE_"
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -106,6 +109,10 @@ def _type_name(value: Any) -> str:
 
 def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
     """Return ``value`` converted to the type of ``default`` or raise a ConfigError."""
+    if isinstance(value, str) and not isinstance(default, str):
+        # PyYAML reads `1e-4` (no dot) or `("backbone.",)` as strings; yacs, and so PySlowFast, passes
+        # every string through literal_eval, so its YAMLs rely on it.
+        value = _parse_value(value)
     if default is None or value is None:  # None-valued keys take any type; any key may be unset
         return value
     if isinstance(default, bool) or isinstance(value, bool):
@@ -181,20 +188,46 @@ def load_config(
 ) -> CfgNode:
     """Build a validated, frozen config: defaults <- YAML files (in order) <- overrides.
 
+    Without ``base``, the defaults are :func:`stica_slowfast.config.get_cfg` plus, when PySlowFast's
+    config is importable, the keys of PySlowFast's ``get_cfg()`` that ours lacks (with PySlowFast's
+    defaults; :func:`stica_slowfast.slowfast_bridge.add_pyslowfast_keys`). So a PySlowFast YAML loads
+    there; its PySlowFast-only keys (``RESNET.*``, ``BN.USE_PRECISE_STATS``...) have no effect on this
+    package and those set to a non-default value are named in a warning. Without PySlowFast they are
+    unknown keys, as any other.
+
     Args:
         cfg_files: YAML files, merged in order.
         opts: ``KEY VALUE`` override pairs.
-        base: config to start from (default: :func:`stica_slowfast.config.get_cfg`).
+        base: config to start from (taken as it is, without PySlowFast's keys).
     Returns:
         The frozen config after :func:`assert_and_infer_cfg`.
     """
     from . import get_cfg  # local import: config/__init__ imports this module
     from .validation import assert_and_infer_cfg
 
-    cfg = base.clone() if base is not None else get_cfg()
+    foreign: List[str] = []
+    if base is not None:
+        cfg = base.clone()
+    else:
+        from stica_slowfast.slowfast_bridge import add_pyslowfast_keys  # local: imports the package
+
+        cfg = get_cfg()
+        foreign = add_pyslowfast_keys(cfg)
+    reference = cfg.clone() if foreign else None
     for path in cfg_files:
         merge_from_file(cfg, path)
     merge_from_list(cfg, opts)
+    if reference is not None:
+        changed = [key for key in foreign if _get_key(cfg, key) != _get_key(reference, key)]
+        if changed:
+            logger.warning("PySlowFast-only config keys have no effect in stica_slowfast: %s",
+                           ", ".join(changed))
     assert_and_infer_cfg(cfg)
     cfg.freeze()
+    return cfg
+
+
+def _get_key(cfg: CfgNode, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
     return cfg

@@ -1,4 +1,5 @@
-"""Keys PySlowFast does not have: all under ``STICA.*``, except ``DATA_LOADER.NUM_RETRIES``.
+"""Keys PySlowFast does not have: all under ``STICA.*``, except ``DATA_LOADER.NUM_RETRIES`` and
+``DATA_LOADER.MAX_BAD_FRACTION``.
 
 :func:`add_stica_config` extends any CfgNode, including one built by PySlowFast's ``get_cfg()``,
 without touching the keys already there.
@@ -215,18 +216,27 @@ def add_stica_loss_config(stica: CfgNode) -> None:
 
 
 def add_data_loader_config(cfg: CfgNode) -> None:
-    """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it."""
+    """``DATA_LOADER.NUM_RETRIES`` keeps PySlowFast's naming but PySlowFast's config lacks it;
+    ``DATA_LOADER.MAX_BAD_FRACTION`` is new (stica_slowfast.data.bad_input)."""
     if "DATA_LOADER" not in cfg:
         cfg.DATA_LOADER = CfgNode()
     if "NUM_RETRIES" not in cfg.DATA_LOADER:
         # Undecodable videos tried in a row (in training each is replaced by another random video)
         # before the loader gives up with an error.
         cfg.DATA_LOADER.NUM_RETRIES = 10
+    if "MAX_BAD_FRACTION" not in cfg.DATA_LOADER:
+        # Largest fraction in [0, 1] of bad input a run accepts: videos skipped (missing, empty,
+        # truncated, undecodable, no video, no audio with STICA.AUDIO.MISSING "skip") and split-file
+        # lines that cannot be read, among all videos read in a training epoch (checked at its end,
+        # over all processes), and bad lines among a split file's lines (checked when it is loaded).
+        # More stops the run with an error giving the counts per reason. 0 = no bad input at all;
+        # 1 = never stop. Evaluation only counts (json_stats / metrics.json "skipped_<reason>").
+        cfg.DATA_LOADER.MAX_BAD_FRACTION = 0.05
 
 
 def add_stica_config(cfg: CfgNode) -> CfgNode:
-    """Add the ``STICA.*`` subtree (and ``DATA_LOADER.NUM_RETRIES`` where missing) to ``cfg``, in
-    place, and return it. Keys already in ``cfg`` are left as they are."""
+    """Add the ``STICA.*`` subtree (and ``DATA_LOADER.NUM_RETRIES`` / ``MAX_BAD_FRACTION`` where
+    missing) to ``cfg``, in place, and return it. Keys already in ``cfg`` are left as they are."""
     add_data_loader_config(cfg)
     cfg.STICA = CfgNode()
     add_audio_config(cfg.STICA)

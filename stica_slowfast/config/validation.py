@@ -134,6 +134,9 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         value = _get(cfg, key)
         if value and (len(value) != 2 or value[0] > value[1]):
             raise ConfigError(f"config key {key} must be [min, max], got {list(value)}")
+    if not 0 <= cfg.DATA_LOADER.MAX_BAD_FRACTION <= 1:
+        raise ConfigError(f"config key DATA_LOADER.MAX_BAD_FRACTION must lie in [0, 1], got "
+                          f"{cfg.DATA_LOADER.MAX_BAD_FRACTION!r}")
     if cfg.STICA.KNN.NUM_TRAIN < 0:
         raise ConfigError(f"config key STICA.KNN.NUM_TRAIN must be >= 0 (0 = all), got {cfg.STICA.KNN.NUM_TRAIN}")
     if not cfg.STICA.RETRIEVAL.KS or min(cfg.STICA.RETRIEVAL.KS) < 1:

@@ -15,7 +15,9 @@ from .audio import (
     volume_jitter,
 )
 from .av_writer import write_video
+from .bad_input import SKIP_REASONS, TooManyBadVideosError
 from .datasets import (
+    BadLineError,
     Hmdb51,
     Kinetics,
     Ucf101,
@@ -46,7 +48,8 @@ from .transforms import (
 __all__ = [
     "write_video",
     "VideoDataset", "Kinetics", "Ucf101", "Hmdb51",
-    "read_kinetics_csv", "read_ucf101_split", "read_hmdb51_split",
+    "read_kinetics_csv", "read_ucf101_split", "read_hmdb51_split", "BadLineError",
+    "SKIP_REASONS", "TooManyBadVideosError",
     "DecodeError", "DecodedClips", "VideoFile", "open_video", "decode_clips", "get_duration",
     "get_clip_starts",
     "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size",

@@ -18,18 +18,25 @@ Registered datasets (``stica_slowfast.registry.DATASET``, looked up case-insensi
 
 Relative video paths are joined to ``DATA.PATH_PREFIX`` (or to ``DATA.PATH_TO_DATA_DIR`` when the
 prefix is empty); absolute paths and URIs are kept.
+
+Bad input (reasons in ``stica_slowfast.data.bad_input``): a split-file line that cannot be read is
+dropped with a warning naming ``file:line`` and counted as "bad_csv_line"; a split with no readable
+line, or with more than ``DATA_LOADER.MAX_BAD_FRACTION`` of its lines bad, stops with an error naming
+the file. A video that cannot be decoded is replaced (training) or marked invalid (evaluation), and
+its reason is counted in the sample's ``"skip_reasons"``.
 """
 
 import logging
 import math
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.data.audio import build_audio_transform
+from stica_slowfast.data.bad_input import check_bad_lines, count_reasons, describe_counts
 from stica_slowfast.data.decoder import DecodeError, get_clip_starts, open_video
 from stica_slowfast.data.transforms import build_transforms_from_cfg
 from stica_slowfast.registry import DATASET
@@ -45,10 +52,19 @@ __all__ = [
     "read_kinetics_csv",
     "read_ucf101_split",
     "read_hmdb51_split",
+    "BadLineError",
 ]
 
 SPLITS = ("train", "val", "test")
 Item = Tuple[str, int]  # (video path, 0-based label)
+# Called with "file:line: why" for a line that cannot be read; None = raise BadLineError instead.
+OnBadLine = Optional[Callable[[str], None]]
+# Bad lines warned about one by one per split file; the rest are only counted.
+_MAX_LINE_WARNINGS = 20
+
+
+class BadLineError(ValueError):
+    """A split-file line that cannot be read; the message starts with ``file:line``."""
 
 
 # ---------------------------------------------------------------------------------------------------- #
@@ -71,13 +87,41 @@ def _read_lines(path: str) -> List[Tuple[int, str]]:
 
 def _check_label(label: int, num_classes: int, where: str) -> int:
     if not 0 <= label < num_classes:
-        raise ValueError(
+        raise BadLineError(
             f"{where}: label {label} outside [0, {num_classes}) (MODEL.NUM_CLASSES = {num_classes})")
     return label
 
 
+def _int_label(text: str, where: str, line: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BadLineError(f"{where}: label {text!r} is not an integer in {line!r}") from None
+
+
+def _parse_lines(
+    path: str, parse: Callable[[str, str], Optional[Item]], on_bad_line: OnBadLine
+) -> List[Item]:
+    """``parse(line, "file:line")`` for every non-blank line of ``path``; None results are left out.
+
+    A line ``parse`` rejects with BadLineError raises, or with ``on_bad_line`` is reported and dropped.
+    """
+    items = []
+    for n, line in _read_lines(path):
+        try:
+            item = parse(line, f"{path}:{n}")
+        except BadLineError as err:
+            if on_bad_line is None:
+                raise
+            on_bad_line(str(err))
+            continue
+        if item is not None:
+            items.append(item)
+    return items
+
+
 def read_kinetics_csv(
-    path: str, *, separator: str = " ", prefix: str, num_classes: int
+    path: str, *, separator: str = " ", prefix: str, num_classes: int, on_bad_line: OnBadLine = None
 ) -> List[Item]:
     """Read a PySlowFast Kinetics-format file: one ``<path><separator><label>`` per line.
 
@@ -87,24 +131,31 @@ def read_kinetics_csv(
             splits, so paths may contain it.
         prefix: directory joined to relative video paths.
         num_classes: labels must lie in [0, num_classes).
+        on_bad_line: called with ``"file:line: why"`` for each line that cannot be read (wrong number
+            of columns, a label that is not an integer or out of range), which is then dropped;
+            None raises instead.
 
     Returns:
         [(video path, label)] in file order.
 
     Raises:
-        ValueError: naming the file and line, for a malformed line or a label out of range.
+        BadLineError (a ValueError): naming the file and line, for a bad line without ``on_bad_line``.
+        ValueError: naming the file, when it lists no video (empty, or only bad lines).
+        FileNotFoundError: the file does not exist.
     """
-    items = []
-    for n, line in _read_lines(path):
-        where = f"{path}:{n}"
+
+    def parse(line: str, where: str) -> Item:
         parts = line.rsplit(separator, 1) if separator.strip() else line.rsplit(None, 1)
+        # Paths may hold the separator, so only too few columns can be told from the text.
         if len(parts) != 2 or not parts[0].strip():
-            raise ValueError(f"{where}: expected '<path>{separator}<label>', got {line!r}")
-        try:
-            label = int(parts[1])
-        except ValueError:
-            raise ValueError(f"{where}: label {parts[1]!r} is not an integer in {line!r}") from None
-        items.append((_join(prefix, parts[0].strip()), _check_label(label, num_classes, where)))
+            raise BadLineError(f"{where}: expected '<path>{separator}<label>', got {line!r}")
+        label = _int_label(parts[1], where, line)
+        return _join(prefix, parts[0].strip()), _check_label(label, num_classes, where)
+
+    items = _parse_lines(path, parse, on_bad_line)
+    if not items:
+        raise ValueError(f"{path}: no videos listed (the file is empty or no line has the form "
+                         f"'<path>{separator}<label>' with a label in [0, {num_classes}))")
     return items
 
 
@@ -122,7 +173,8 @@ def _read_ucf_class_index(path: str) -> Dict[str, int]:
 
 
 def read_ucf101_split(
-    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int
+    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int,
+    on_bad_line: OnBadLine = None,
 ) -> List[Item]:
     """Read an official UCF-101 split (``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt``).
 
@@ -132,26 +184,30 @@ def read_ucf101_split(
         split_id: N of the official split (1, 2 or 3).
         prefix: directory holding ``<Class>/<video>.avi``.
         num_classes: labels must lie in [0, num_classes).
+        on_bad_line: called with ``"file:line: why"`` for each list line that cannot be read, which
+            is then dropped; None raises instead.
 
     Returns:
         [(video path, 0-based label)]; train labels come from the list (1-based there), test labels
         from the video's folder via ``classInd.txt``.
 
     Raises:
-        ValueError: naming the file and line, for a malformed line, an unknown class, a train label
-            that disagrees with the folder, or a label out of range.
+        BadLineError (a ValueError): naming the file and line, without ``on_bad_line``, for a malformed
+            line, an unknown class, a train label that disagrees with the folder, or a label out of
+            range.
+        ValueError: a malformed ``classInd.txt`` (always), or a list without any readable line.
+        FileNotFoundError: a split file does not exist.
     """
     classes = _read_ucf_class_index(os.path.join(data_dir, "classInd.txt"))
     lower = {name.lower(): idx for name, idx in classes.items()}
     name = f"{'trainlist' if split == 'train' else 'testlist'}{split_id:02d}.txt"
     list_path = os.path.join(data_dir, name)
-    items = []
-    for n, line in _read_lines(list_path):
-        where = f"{list_path}:{n}"
+
+    def parse(line: str, where: str) -> Item:
         parts = line.split()
         if len(parts) not in (1, 2) or (split == "train" and len(parts) != 2):
-            raise ValueError(f"{where}: expected '<Class>/<video>{' <label>' if split == 'train' else ''}'"
-                             f", got {line!r}")
+            raise BadLineError(f"{where}: expected '<Class>/<video>{' <label>' if split == 'train' else ''}'"
+                               f", got {line!r}")
         video = parts[0]
         norm = video.replace("\\", "/")
         folder = norm.split("/")[0] if "/" in norm else None
@@ -160,24 +216,26 @@ def read_ucf101_split(
             # The official lists spell some folders with another case than classInd.txt.
             from_folder = classes.get(folder, lower.get(folder.lower()))
         if len(parts) == 2:
-            try:
-                label = int(parts[1]) - 1
-            except ValueError:
-                raise ValueError(f"{where}: label {parts[1]!r} is not an integer in {line!r}") from None
+            label = _int_label(parts[1], where, line) - 1
             if from_folder is not None and from_folder != label:
-                raise ValueError(f"{where}: label {label + 1} disagrees with folder {folder!r} "
-                                 f"(class {from_folder + 1} in classInd.txt)")
+                raise BadLineError(f"{where}: label {label + 1} disagrees with folder {folder!r} "
+                                   f"(class {from_folder + 1} in classInd.txt)")
         elif from_folder is None:
-            raise ValueError(f"{where}: cannot tell the class of {video!r}: folder {folder!r} is not in "
-                             f"{os.path.join(data_dir, 'classInd.txt')}")
+            raise BadLineError(f"{where}: cannot tell the class of {video!r}: folder {folder!r} is not in "
+                               f"{os.path.join(data_dir, 'classInd.txt')}")
         else:
             label = from_folder
-        items.append((_join(prefix, video), _check_label(label, num_classes, where)))
+        return _join(prefix, video), _check_label(label, num_classes, where)
+
+    items = _parse_lines(list_path, parse, on_bad_line)
+    if not items:
+        raise ValueError(f"{list_path}: no videos listed (the file is empty or no line can be read)")
     return items
 
 
 def read_hmdb51_split(
-    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int
+    data_dir: str, split: str, *, split_id: int, prefix: str, num_classes: int,
+    on_bad_line: OnBadLine = None,
 ) -> List[Item]:
     """Read an official HMDB-51 split from the ``<class>_test_split<N>.txt`` files.
 
@@ -190,12 +248,17 @@ def read_hmdb51_split(
         split_id: N of the official split (1, 2 or 3).
         prefix: directory holding ``<class>/<video>.avi``.
         num_classes: labels must lie in [0, num_classes).
+        on_bad_line: called with ``"file:line: why"`` for each line that cannot be read, which is
+            then dropped; None raises instead.
 
     Returns:
         [(video path, label)], classes in sorted order, videos in file order.
 
     Raises:
-        ValueError: naming the file and line, for a malformed line or a class index out of range.
+        BadLineError (a ValueError): naming the file and line, without ``on_bad_line``, for a malformed
+            line or a class index out of range.
+        ValueError: no video of the split in any file.
+        FileNotFoundError: no split file.
     """
     suffix = f"_test_split{split_id}.txt"
     if not PathManager.isdir(data_dir):
@@ -207,15 +270,19 @@ def read_hmdb51_split(
     items = []
     for label, fname in enumerate(names):
         cls = fname[: -len(suffix)]
-        path = os.path.join(data_dir, fname)
-        for n, line in _read_lines(path):
-            where = f"{path}:{n}"
+
+        def parse(line: str, where: str, cls=cls, label=label) -> Optional[Item]:
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise ValueError(f"{where}: expected '<video> <0|1|2>', got {line!r}")
-            if parts[1] == wanted:
-                items.append((_join(prefix, os.path.join(cls, parts[0])),
-                              _check_label(label, num_classes, where)))
+                raise BadLineError(f"{where}: expected '<video> <0|1|2>', got {line!r}")
+            if parts[1] != wanted:
+                return None  # another split's video
+            return _join(prefix, os.path.join(cls, parts[0])), _check_label(label, num_classes, where)
+
+        items += _parse_lines(os.path.join(data_dir, fname), parse, on_bad_line)
+    if not items:
+        raise ValueError(f"{os.path.join(data_dir, '*' + suffix)}: no videos of the {split} split "
+                         f"(id {wanted}) can be read")
     return items
 
 
@@ -235,9 +302,16 @@ class VideoDataset(torch.utils.data.Dataset):
       A video without audio is skipped like an undecodable one, or silent with
       ``STICA.AUDIO.MISSING "zeros"``;
     * ``"label"``, ``"index"``: int (index of the video actually loaded, in this split);
-    * ``"skipped"``: undecodable files tried before this sample succeeded;
+    * ``"skip_reasons"``: int64 (R,), per reason of ``bad_input.SKIP_REASONS``, the videos that could
+      not be used for this sample: in training the failed videos tried before this one, each
+      replaced by a random video not yet tried for this sample; for an invalid evaluated video,
+      the one-hot reason why;
+    * ``"skipped"``: int, the sum of ``"skip_reasons"``;
     * ``"valid"``: False only for an evaluated video that could not be decoded (zeros are returned):
       one of the test split, or one read with another split's ``sampling``.
+
+    Split-file lines that cannot be read are dropped with a warning and kept in :attr:`bad_lines`
+    (``"file:line: why"``), which subclasses get by passing :meth:`bad_line` to their reader.
 
     Args:
         cfg: full config.
@@ -253,10 +327,16 @@ class VideoDataset(torch.utils.data.Dataset):
             if value not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {value!r}")
         self.cfg, self.split, self.sampling = cfg, split, sampling
+        self.bad_lines: List[str] = []
         self.items: List[Item] = self.load_items(cfg, split)
         if not self.items:
             raise ValueError(f"{type(self).__name__}: no videos in the {split} split "
                              f"(DATA.PATH_TO_DATA_DIR = {cfg.DATA.PATH_TO_DATA_DIR!r})")
+        if len(self.bad_lines) > _MAX_LINE_WARNINGS:
+            logger.warning("%d lines of the %s split cannot be read and were skipped (the first %d "
+                           "are named above)", len(self.bad_lines), split, _MAX_LINE_WARNINGS)
+        check_bad_lines(self.bad_lines, len(self.items), max_fraction=cfg.DATA_LOADER.MAX_BAD_FRACTION,
+                        source=f"the {split} split of {type(self).__name__} in {cfg.DATA.PATH_TO_DATA_DIR}")
         d = cfg.DATA
         self.num_frames = int(d.NUM_FRAMES)
         self.frame_step = d.SAMPLING_RATE / d.TARGET_FPS  # seconds between sampled frames
@@ -299,6 +379,12 @@ class VideoDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     # -- helpers ------------------------------------------------------------------------------------ #
+    def bad_line(self, message: str) -> None:
+        """Record (and, for the first few, warn about) a split-file line that cannot be read."""
+        self.bad_lines.append(message)
+        if len(self.bad_lines) <= _MAX_LINE_WARNINGS:
+            logger.warning("%s; line skipped (bad_csv_line)", message)
+
     @staticmethod
     def path_prefix(cfg: CfgNode) -> str:
         """Directory relative video paths are joined to."""
@@ -330,7 +416,7 @@ class VideoDataset(torch.utils.data.Dataset):
         path, label = self.items[index]
         with open_video(path, threads=self.threads) as vf:
             if self.audio_rate is not None and not vf.has_audio and self.missing_audio == "skip":
-                raise DecodeError(f"no audio stream in {path} (STICA.AUDIO.MISSING = 'skip')")
+                raise DecodeError(f"no audio stream in {path} (STICA.AUDIO.MISSING = 'skip')", "no_audio")
             starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,
                                      mode=self.start_mode, rng=self.rng, **self.clip_deltas)
             clips = vf.decode_clips(
@@ -362,33 +448,46 @@ class VideoDataset(torch.utils.data.Dataset):
             sample["audio"] = [torch.zeros(shape) for _ in range(self.num_views)]
         return sample
 
+    def _substitute(self, tried: List[int]) -> int:
+        """A uniformly random index not in ``tried`` (any index once all have been tried)."""
+        excluded = sorted(set(tried))
+        if len(excluded) >= len(self.items):
+            return int(self.rng.integers(len(self.items)))
+        k = int(self.rng.integers(len(self.items) - len(excluded)))
+        for e in excluded:  # the k-th index that is not excluded
+            if k >= e:
+                k += 1
+        return k
+
     def __getitem__(self, index: int) -> Dict[str, object]:
         index = int(index)
         if self.split == "test" or self.sampling != self.split:
             # Never substitute a video that is evaluated (the test split, or a feature bank such as the
             # kNN monitor's train videos): the meter drops invalid samples so accuracy stays honest.
             try:
-                sample, skipped, valid = self._decode_views(index), 0, True
+                sample, reasons, valid = self._decode_views(index), [], True
             except DecodeError as err:
-                logger.warning("Undecodable test video %s, marked invalid: %s",
-                               self.items[index][0], err)
-                sample, skipped, valid = self._invalid_sample(index), 1, False
-            sample.update(skipped=skipped, valid=valid)
+                logger.warning("Video %s cannot be used (%s), marked invalid: %s",
+                               self.items[index][0], err.reason, err)
+                sample, reasons, valid = self._invalid_sample(index), [err.reason], False
+            sample.update(skip_reasons=count_reasons(reasons), skipped=len(reasons), valid=valid)
             return sample
-        tried = index
+        tried, reasons = [index], []
         for attempt in range(self.num_retries):
             try:
-                sample = self._decode_views(tried)
+                sample = self._decode_views(tried[-1])
             except DecodeError as err:
-                logger.warning("Undecodable video %s (%s): trying another one (%d/%d)",
-                               self.items[tried][0], err, attempt + 1, self.num_retries)
-                tried = int(self.rng.integers(len(self.items)))
+                logger.warning("Video %s cannot be used (%s): %s; trying another one (%d/%d)",
+                               self.items[tried[-1]][0], err.reason, err, attempt + 1, self.num_retries)
+                reasons.append(err.reason)
+                tried.append(self._substitute(tried))
                 continue
-            sample.update(skipped=attempt, valid=True)
+            sample.update(skip_reasons=count_reasons(reasons), skipped=len(reasons), valid=True)
             return sample
         raise RuntimeError(
             f"{self.num_retries} undecodable videos in a row in the {self.split} split of "
-            f"{type(self).__name__}, starting at {self.items[index][0]!r}; check the files "
+            f"{type(self).__name__}, starting at {self.items[index][0]!r} "
+            f"({describe_counts(count_reasons(reasons))}); check the files "
             f"(DATA_LOADER.NUM_RETRIES = {self.cfg.DATA_LOADER.NUM_RETRIES})")
 
 
@@ -410,7 +509,7 @@ class Kinetics(VideoDataset):
         return read_kinetics_csv(
             os.path.join(cfg.DATA.PATH_TO_DATA_DIR, f"{split}.csv"),
             separator=cfg.DATA.PATH_LABEL_SEPARATOR, prefix=self.path_prefix(cfg),
-            num_classes=cfg.MODEL.NUM_CLASSES)
+            num_classes=cfg.MODEL.NUM_CLASSES, on_bad_line=self.bad_line)
 
 
 @_register("ucf101")
@@ -419,7 +518,8 @@ class Ucf101(VideoDataset):
 
     def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
         return read_ucf101_split(cfg.DATA.PATH_TO_DATA_DIR, split, split_id=cfg.STICA.DATA.SPLIT,
-                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES)
+                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES,
+                                 on_bad_line=self.bad_line)
 
 
 @_register("hmdb51")
@@ -428,4 +528,5 @@ class Hmdb51(VideoDataset):
 
     def load_items(self, cfg: CfgNode, split: str) -> List[Item]:
         return read_hmdb51_split(cfg.DATA.PATH_TO_DATA_DIR, split, split_id=cfg.STICA.DATA.SPLIT,
-                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES)
+                                 prefix=self.path_prefix(cfg), num_classes=cfg.MODEL.NUM_CLASSES,
+                                 on_bad_line=self.bad_line)

@@ -8,12 +8,29 @@ Frame selection. A clip starting at ``s`` samples ``T`` frames at the target tim
 ``tau_i = s + i * frame_step`` (``frame_step = DATA.SAMPLING_RATE / DATA.TARGET_FPS``). For each
 ``tau_i`` the latest decoded frame whose time is ``<= tau_i`` is taken (the first frame when none is),
 which resamples any source frame rate onto the target grid: a 12 fps source sampled at 30 fps repeats
-frames, a 60 fps source drops them. Target times past the last frame repeat the last frame.
+frames, a 60 fps source drops them.
+
+Short videos: hold the last frame. A clip never starts before 0 or, when the video is long enough,
+after ``duration - T * frame_step``; a video shorter than one clip has the single start 0, and its
+target times past the last frame take the last frame (hold, no looping and no black padding): a
+1-frame video gives T copies of its frame; a 3-frame video at 25 fps (frames at 0, 0.04, 0.08 s)
+sampled every 0.1 s with T = 4 gives frames 0, 2, 2, 2. Audio past the end of the file is zeros.
+Holding keeps the clip's time axis true (no frame is shown before its time), where looping would
+splice a jump into a clip the model is asked to learn motion from.
 
 Timestamps that cannot be trusted are handled without failing: frames without pts follow the previous
 one by a frame period (raw h264); pts that go backwards in presentation order (AVI with B-frames) switch
 the file to timing by dts from the first frame; a container that cannot seek, or a seek that lands
 after its target (MPEG-TS), is decoded from the start instead.
+
+Bad files. Every failure is a :class:`DecodeError` whose ``reason`` is one of
+``stica_slowfast.data.bad_input.SKIP_REASONS``: "missing", "empty" (0 bytes), "truncated" (an MP4/MOV
+box or AVI chunk runs past the end of the file; checked before FFmpeg sees the file, which would
+otherwise decode what is left and silently lose frames or the whole audio track), "no_video" and
+"undecodable" (anything else: not a media file, corrupt data, no frame). Errors PyAV, numpy or the
+arithmetic on a broken header raise are mapped to it; header values that are missing (no time base,
+no frame rate, no duration) have fallbacks instead of failing. Odd frame sizes, any pixel format
+(gray, yuv444p, 10 bit, ...) and any frame rate decode to RGB like any other video.
 
 Audio. Each clip gets a mono window of ``audio_duration`` seconds centred on the clip's centre (by
 default exactly the clip's span ``[start, start + T * frame_step)``); parts of the window before the
@@ -26,6 +43,8 @@ import bisect
 import contextlib
 import logging
 import math
+import os
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, List, Optional, Sequence
@@ -34,6 +53,7 @@ import av
 import numpy as np
 import torch
 
+from stica_slowfast.data.bad_input import reason_index
 from stica_slowfast.utils.io import PathManager
 
 logger = logging.getLogger(__name__)
@@ -56,8 +76,95 @@ _TIME_EPS = 1e-6
 _NO_SEEK_BELOW = 1e-3
 
 
+# What a corrupt file makes PyAV / FFmpeg, numpy or the arithmetic on its header values raise; each
+# means "this file cannot be decoded" and becomes a DecodeError.
+_FILE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, ArithmeticError, IndexError, MemoryError)
+
+
 class DecodeError(RuntimeError):
-    """A video cannot be decoded (missing file, no video stream, corrupt or truncated data, no frames)."""
+    """A video cannot be decoded.
+
+    Args:
+        message: what failed, naming the file.
+        reason: why, one of ``stica_slowfast.data.bad_input.SKIP_REASONS`` ("missing", "empty",
+            "truncated", "undecodable", "no_video"; the datasets add "no_audio").
+    """
+
+    def __init__(self, message: str, reason: str = "undecodable"):
+        super().__init__(message)
+        reason_index(reason)  # an unknown reason is a bug here, not a bad file
+        self.reason = reason
+
+    def __reduce__(self):  # keep the reason through pickling (worker processes)
+        return type(self), (str(self), self.reason)
+
+
+@contextlib.contextmanager
+def _as_decode_error(path: str) -> Iterator[None]:
+    """Re-raise the errors a corrupt file causes as DecodeError("undecodable")."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except _FILE_ERRORS as err:
+        raise DecodeError(f"error decoding {path}: {type(err).__name__}: {err}") from err
+
+
+# Top-level ISO BMFF (MP4, MOV, M4A, 3GP) box types a file may start with.
+_ISO_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp", b"sidx"}
+
+
+def _iso_truncation(f, size: int) -> Optional[str]:
+    """Walk the top-level boxes of an ISO BMFF file: the first one that runs past ``size`` bytes."""
+    offset = 0
+    while offset + 8 <= size:
+        f.seek(offset)
+        head = f.read(16)
+        box_size, box_type = struct.unpack(">I4s", head[:8])
+        if not all(32 <= c < 127 for c in box_type):
+            return None  # trailing bytes that are not a box: leave them to FFmpeg
+        if box_size == 1:  # 64-bit size after the type
+            if len(head) < 16:
+                return f"the {box_type.decode()!r} box at byte {offset} is cut inside its header"
+            box_size = struct.unpack(">Q", head[8:16])[0]
+        elif box_size == 0:  # the last box, up to the end of the file
+            return None
+        if box_size < 8:
+            return None  # not a valid box: leave it to FFmpeg
+        if offset + box_size > size:
+            return (f"the {box_type.decode()!r} box at byte {offset} needs {box_size} bytes, the file "
+                    f"ends {size - offset} bytes after its start")
+        offset += box_size
+    return None
+
+
+def _riff_truncation(f, size: int) -> Optional[str]:
+    """Walk the top-level RIFF chunks of an AVI file (OpenDML adds "RIFF AVIX" chunks)."""
+    offset = 0
+    while offset + 8 <= size:
+        f.seek(offset)
+        chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+        if chunk_id != b"RIFF" or chunk_size in (0, 0xFFFFFFFF):
+            return None  # junk after the chunks, or a size left unset by a streaming writer
+        if offset + 8 + chunk_size > size:
+            return (f"the RIFF chunk at byte {offset} needs {8 + chunk_size} bytes, the file ends "
+                    f"{size - offset} bytes after its start")
+        offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even size
+    return None
+
+
+def _truncation(local_path: str, size: int) -> Optional[str]:
+    """Why a local MP4/MOV or AVI file is cut short (a box or chunk runs past its end), else None.
+
+    Other containers are not checked. Reads a few bytes per top-level box or chunk.
+    """
+    with open(local_path, "rb") as f:
+        head = f.read(12)
+        if len(head) >= 8 and head[4:8] in _ISO_FIRST_BOXES:
+            return _iso_truncation(f, size)
+        if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+            return _riff_truncation(f, size)
+    return None
 
 
 class _SeekOvershoot(Exception):
@@ -266,27 +373,51 @@ class VideoFile:
 
     def __init__(self, path: str, *, threads: bool = False):
         self.path, self.threads = path, threads
-        try:
-            self._local = PathManager.get_local_path(path)
-        except Exception as err:  # missing remote file, no backend for the path, ...
-            raise DecodeError(f"cannot open {path}: {err}") from err
+        self._local = self._check_file(path)
         self._open()
         vs = self.video_stream
         # Clock origin: the video stream's first presentation time (may be > 0 with edit lists).
-        self.origin = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+        self.origin = 0.0
+        if vs.start_time is not None and vs.time_base is not None:
+            self.origin = float(vs.start_time * vs.time_base)
         self._duration: Optional[float] = None
         # Set once the pts are found unusable: frames are then timed by their dts (or position)
         # relative to the first frame, which needs decoding from the start.
         self._decode_order_times = False
 
+    @staticmethod
+    def _check_file(path: str) -> str:
+        """The local path of ``path`` once it is known to exist, hold bytes and not be cut short."""
+        try:
+            local = PathManager.get_local_path(path)
+        except Exception as err:  # missing remote file, no backend for the path, ...
+            missing = not PathManager.exists(path) if "://" in path else not os.path.exists(path)
+            raise DecodeError(f"cannot open {path}: {err}", "missing" if missing else "undecodable") from err
+        try:
+            size = os.path.getsize(local)
+        except FileNotFoundError as err:
+            raise DecodeError(f"no such file: {path}", "missing") from err
+        except OSError as err:  # permissions, a broken link, ...
+            raise DecodeError(f"cannot open {path}: {err}") from err
+        if size == 0:
+            raise DecodeError(f"empty file (0 bytes): {path}", "empty")
+        try:
+            cut = _truncation(local, size)
+        except OSError as err:
+            raise DecodeError(f"cannot read {path}: {err}") from err
+        if cut is not None:
+            raise DecodeError(f"truncated file {path}: {cut}", "truncated")
+        return local
+
     def _open(self) -> None:
         try:
             self._container = av.open(self._local, mode="r", metadata_errors="ignore")
-        except Exception as err:  # missing file, not a media file, truncated header, ...
-            raise DecodeError(f"cannot open {self.path}: {err}") from err
+        except Exception as err:  # not a media file, corrupt header, a file removed meanwhile, ...
+            reason = "missing" if isinstance(err, FileNotFoundError) else "undecodable"
+            raise DecodeError(f"cannot open {self.path}: {err}", reason) from err
         if not self._container.streams.video:
             self.close()
-            raise DecodeError(f"no video stream in {self.path}")
+            raise DecodeError(f"no video stream in {self.path}", "no_video")
         self.video_stream = self._container.streams.video[0]
         if self.threads:
             self.video_stream.thread_type = "AUTO"
@@ -316,28 +447,26 @@ class VideoFile:
     def duration(self) -> float:
         """Duration in seconds: stream duration, else container duration, else decode everything."""
         if self._duration is None:
-            self._duration = self._read_duration()
+            with _as_decode_error(self.path):
+                self._duration = self._read_duration()
         return self._duration
 
     def _read_duration(self) -> float:
         vs = self.video_stream
-        if vs.duration is not None and vs.duration > 0:
+        if vs.duration is not None and vs.time_base is not None and vs.duration > 0:
             return float(vs.duration * vs.time_base)
         if self._container.duration is not None and self._container.duration > 0:
             return float(Fraction(self._container.duration, av.time_base))
         # Unknown from headers: count the frames (last time + one frame period).
         first, last, count = None, None, 0
-        try:
-            self._rewind()
-            self._consumed = True
-            for frame in self._container.decode(self.video_stream):
-                t = _time(frame, None)
-                if t is not None:
-                    first = t if first is None else min(first, t)
-                    last = t if last is None else max(last, t)
-                count += 1
-        except av.FFmpegError as err:
-            raise DecodeError(f"error decoding {self.path}: {err}") from err
+        self._rewind()
+        self._consumed = True
+        for frame in self._container.decode(self.video_stream):
+            t = _time(frame, None)
+            if t is not None:
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+            count += 1
         if count == 0:
             raise DecodeError(f"no video frames in {self.path}")
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
@@ -372,22 +501,18 @@ class VideoFile:
         audio_starts = [s + (clip_duration - audio_duration) / 2.0 for s in starts]
         num_samples = int(round(audio_duration * audio_rate)) if audio_rate is not None else 0
         want_audio = audio_rate is not None and self.audio_stream is not None
-        try:
+        with _as_decode_error(self.path):
             duration = self.duration
             frames, times, audio, count = self._decode_pass(
                 starts, targets, audio_starts if want_audio else None, num_samples,
                 audio_rate if want_audio else None)
-        except DecodeError:
-            raise
-        except (av.FFmpegError, OSError, EOFError, ValueError, MemoryError) as err:
-            raise DecodeError(f"error decoding {self.path}: {err}") from err
-
-        video, clip_times = [], []
-        for c in range(len(starts)):
-            sl = slice(c * num_frames, (c + 1) * num_frames)
-            # Repeated frames share one ndarray; stacking copies them into one (T, H, W, 3) block.
-            video.append(torch.from_numpy(np.stack(frames[sl])))
-            clip_times.append(times[sl])
+            video, clip_times = [], []
+            for c in range(len(starts)):
+                sl = slice(c * num_frames, (c + 1) * num_frames)
+                # Repeated frames share one ndarray; stacking copies them into one (T, H, W, 3) block
+                # (a ValueError when the frame size changes mid-stream).
+                video.append(torch.from_numpy(np.stack(frames[sl])))
+                clip_times.append(times[sl])
         audio_out = None
         if audio_rate is not None:
             if audio is None:  # no audio stream: silence of the right length
@@ -414,7 +539,7 @@ class VideoFile:
             return t
         if last_time is None:
             return 0.0
-        if frame.dts is not None and dts_anchor is not None:
+        if frame.dts is not None and dts_anchor is not None and frame.time_base is not None:
             t = float((frame.dts - dts_anchor) * frame.time_base)
             if t > last_time + _TIME_EPS:
                 return t
@@ -449,6 +574,8 @@ class VideoFile:
         """One demux pass from ``seek_to`` seconds (None: from the first packet)."""
         if seek_to is not None:
             vs = self.video_stream
+            if vs.time_base is None:
+                raise _SeekFailed()
             # Backward seek lands on the keyframe at or before the target; FFmpeg's mov demuxer
             # moves the audio stream to the same time.
             try:
@@ -551,7 +678,7 @@ def decode_clips(
         before its start, past its end) is zero.
 
     Raises:
-        DecodeError: the file cannot be decoded.
+        DecodeError: the file cannot be decoded; its ``reason`` says why (see the module docstring).
     """
     with open_video(path, threads=threads) as video:
         return video.decode_clips(clip_starts, num_frames=num_frames, frame_step=frame_step,

@@ -13,6 +13,7 @@ from stica_slowfast.utils.parser import load_config_from_args, parse_args
 from .evaluator import test
 from .launch import launch_job
 from .retrieval import retrieval
+from .setup import check_output_dir
 from .trainer import train
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
         return cfg
     from stica_slowfast.data.synthetic import generate_dataset_from_cfg
 
+    check_output_dir(cfg.OUTPUT_DIR)  # a clear error rather than the generator's
     out_dir = os.path.join(cfg.OUTPUT_DIR, "synthetic_data")
     summary = generate_dataset_from_cfg(cfg, out_dir)
     how = f"generated in {summary['seconds']:.1f} s" if summary["generated"] else "reused"

@@ -1,7 +1,9 @@
 """Multi-view evaluation (PySlowFast's test protocol) and the run's ``metrics.json``.
 
 Each test video is decoded once into ``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views; the
-softmax scores of its views are averaged and top-1/top-5 accuracy is taken over videos.
+softmax scores of its views are averaged and top-1/top-5 accuracy is taken over videos. Videos that
+cannot be decoded are left out and counted per reason (``skipped_<reason>``); evaluation does not stop
+for them (``DATA_LOADER.MAX_BAD_FRACTION`` applies to training).
 """
 
 import json
@@ -10,10 +12,12 @@ import os
 from typing import Dict, Tuple
 
 import torch
+import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.data import construct_loader
+from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
 from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, atomic_open
@@ -44,18 +48,34 @@ def evaluate(model: nn.Module, loader, cfg: CfgNode, device: torch.device) -> Di
     """Top-1/top-5 (percent) over the loader's videos, averaging softmax scores over each video's views.
 
     Every process evaluates its shard of the videos; the meter merges them.
+
+    Returns:
+        ``top1_acc``, ``top5_acc``, ``num_videos``, ``num_skipped`` (see ``TestMeter.finalize``) and
+        ``skipped_<reason>`` for every reason of ``bad_input.SKIP_REASONS``: the invalid videos, and
+        the split file's unreadable lines (``skipped_bad_csv_line``).
     """
     was_training = model.training
     model.eval()
     meter = TestMeter(len(loader.dataset), cfg.MODEL.NUM_CLASSES)
+    # (num_videos, R): why each video is invalid; by index, so padding duplicates count once.
+    reasons = torch.zeros(len(loader.dataset), len(SKIP_REASONS), dtype=torch.int64)
     for batch in loader:
+        if "skip_reasons" in batch:
+            reasons[batch["index"]] = batch["skip_reasons"]
         batch = move_to_device(batch, device, non_blocking=True)
         # V views of (B, C, T, H, W) (or spectrograms) -> logits (B, V, K)
         logits = torch.stack([model(view) for view in batch[input_key(model)]], dim=1)
         meter.update(batch["index"], aggregate_views(logits.float()), batch["label"], batch["valid"])
     meter.sync()
+    if du.get_world_size() > 1:
+        # A video's row is the same on every rank that decoded it, zeros on the others.
+        merged = reasons.to(du.comm_device())
+        dist.all_reduce(merged, op=dist.ReduceOp.MAX)
+        reasons = merged.cpu()
     model.train(was_training)
-    return meter.finalize()
+    counts = reasons.sum(dim=0)
+    counts[reason_index("bad_csv_line")] += num_bad_lines(loader.dataset)
+    return {**meter.finalize(), **reason_stats(counts)}
 
 
 def write_metrics(output_dir: str, metrics: Dict[str, float]) -> str:

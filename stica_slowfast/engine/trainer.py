@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -16,17 +16,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from stica_slowfast.data import construct_loader, shuffle_dataset
+from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
 from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
-from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import move_to_device
+from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
+from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
 
 from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import SmoothedValue
 from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
 from .retrieval import KnnMonitor
-from .setup import TensorBoardWriter, setup_process
+from .setup import MIN_FREE_BYTES, TensorBoardWriter, check_output_dir, setup_process
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,60 @@ def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
     return 0
 
 
+class TrainingDivergedError(RuntimeError):
+    """The loss or the weights became NaN or infinite; raised on every process at the same step."""
+
+
+def _ranks_where(flag: bool) -> List[int]:
+    """The ranks on which ``flag`` is True (one small all-reduce when distributed; all must call)."""
+    if du.get_world_size() == 1:
+        return [0] if flag else []
+    flags = torch.zeros(du.get_world_size(), dtype=torch.float32)
+    flags[du.get_rank()] = float(flag)
+    return [r for r, f in enumerate(du.all_reduce_tensor(flags, average=False).tolist()) if f]
+
+
+def _diverged(what: str, where: str, ranks: List[int], cfg: CfgNode) -> TrainingDivergedError:
+    on = f" on process {', '.join(map(str, ranks))}" if du.get_world_size() > 1 else ""
+    last = get_last_checkpoint(cfg.OUTPUT_DIR) or "none"
+    return TrainingDivergedError(f"{what} {where}{on}; stopping (last checkpoint: {last})")
+
+
+def _check_finite_loss(loss_value: float, epoch: int, it: int, cfg: CfgNode) -> None:
+    """Raise TrainingDivergedError on every process when any process's loss is not finite.
+
+    Each process sees only its own loss (a supervised loss, or a bad input, can go NaN on one rank).
+    A process that stopped alone would leave the others waiting in DDP's gradient all-reduce (until
+    the 30-minute timeout with NCCL across machines), so the verdicts are all-reduced first: all
+    processes stop at the same step, before the optimiser update, with the same message.
+    """
+    ranks = _ranks_where(not math.isfinite(loss_value))
+    if ranks:
+        what = f"loss is {loss_value}" if not math.isfinite(loss_value) else "loss is not finite"
+        raise _diverged(what, f"at epoch {epoch + 1}, iteration {it + 1}", ranks, cfg)
+
+
+def _check_finite_state(model: nn.Module, epoch: int, cfg: CfgNode) -> None:
+    """Raise TrainingDivergedError (every process) when a weight or buffer is not finite.
+
+    Called before a checkpoint is written, so that the last checkpoint is always a good one: the
+    last update of an epoch can make the weights non-finite while every loss was finite.
+    """
+    state = unwrap(model).state_dict()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    ranks = _ranks_where(bool(bad))
+    if ranks:
+        what = f"weights are not finite ({', '.join(bad[:3]) or 'another process'})"
+        raise _diverged(what, f"after epoch {epoch + 1}, not saved", ranks, cfg)
+
+
+def _checkpoint_bytes(model: nn.Module) -> int:
+    """Estimated size of a checkpoint: the model state plus up to two optimiser moments (AdamW)."""
+    state = unwrap(model).state_dict().values()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return sum(v.numel() * v.element_size() for v in state) + 2 * params
+
+
 def _float_logs(out: Dict) -> Dict[str, float]:
     return {k: float(v) for k, v in out.items() if k != "loss" and not isinstance(v, (dict, list))}
 
@@ -89,16 +144,31 @@ def train_epoch(
     device: torch.device,
     writer: Optional[TensorBoardWriter],
 ) -> Dict[str, float]:
-    """One pass over the training data; returns the epoch's averaged statistics (all ranks)."""
+    """One pass over the training data; returns the epoch's averaged statistics (all ranks).
+
+    The statistics include ``num_skipped_videos`` and ``skipped_<reason>`` for every reason of
+    ``bad_input.SKIP_REASONS``: the videos replaced during the epoch on all ranks, plus the split
+    file's unreadable lines (``skipped_bad_csv_line``).
+
+    Raises:
+        TooManyBadVideosError: more than ``DATA_LOADER.MAX_BAD_FRACTION`` of the videos read in the
+            epoch were bad (same decision on every rank: the counts are all-reduced first).
+    """
     step_module.train()
     num_iters = len(loader)
     max_steps = num_iters * cfg.SOLVER.MAX_EPOCH
     meters: Dict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(cfg.LOG_PERIOD))
-    skipped = 0
+    # Videos skipped per reason and samples delivered, on this rank.
+    skip_counts = torch.zeros(len(SKIP_REASONS), dtype=torch.float64)
+    num_samples = 0
     start = tick = time.perf_counter()
     progress = _progress(num_iters, epoch, cfg)
     for it, batch in enumerate(loader):
         data_time = time.perf_counter() - tick
+        # Counted before the copy to the device, where reading them would cost a sync per step.
+        if "skip_reasons" in batch:
+            skip_counts += batch["skip_reasons"].sum(dim=0)  # (B, R) -> (R,)
+        num_samples += len(batch["label"])
         batch = move_to_device(batch, device, non_blocking=True)
         lr = get_lr_at_epoch(cfg, epoch + it / num_iters, cfg.TRAIN.BATCH_SIZE)
         set_lr(optimizer, lr)
@@ -106,8 +176,7 @@ def train_epoch(
             out = step_module(batch)
         loss = out["loss"]
         loss_value = loss.item()  # the step's one host sync; a NaN must stop before the update
-        if not math.isfinite(loss_value):
-            raise RuntimeError(f"loss is {loss_value} at epoch {epoch + 1}, iteration {it + 1}; stopping")
+        _check_finite_loss(loss_value, epoch, it, cfg)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -123,7 +192,6 @@ def train_epoch(
 
         for key, value in {"loss": loss_value, **_float_logs(out)}.items():
             meters[key].update(value)
-        skipped += int(batch["skipped"].sum()) if "skipped" in batch else 0
         iter_time = time.perf_counter() - tick
         tick = time.perf_counter()
         if progress is not None:
@@ -147,20 +215,26 @@ def train_epoch(
                 writer.add_scalars({"Train/lr": lr}, epoch * num_iters + it)
     if progress is not None:
         progress.close()
-    # Average over iterations and processes; count skipped videos over processes.
+    # Average over iterations and processes; count samples and skipped videos over processes.
     keys = sorted(meters)
     totals = du.all_reduce_tensor(
-        torch.tensor([meters[k].global_avg for k in keys] + [float(skipped)], dtype=torch.float64),
+        torch.cat([torch.tensor([meters[k].global_avg for k in keys] + [float(num_samples)],
+                                dtype=torch.float64), skip_counts]),
         average=False,
     )
     world = du.get_world_size()
     stats = {k: totals[i].item() / world for i, k in enumerate(keys)}
+    counts = totals[len(keys) + 1:].round().long()
+    # Every rank read the same split file: its bad lines count once.
+    counts[reason_index("bad_csv_line")] += num_bad_lines(loader.dataset)
+    skips = epoch_skip_stats(counts, int(totals[len(keys)].item()),
+                             max_fraction=cfg.DATA_LOADER.MAX_BAD_FRACTION, where=f"training epoch {epoch + 1}")
     stats.update(
         _type="train_epoch",
         epoch=f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
         lr=lr if num_iters else 0.0,
         time=time.perf_counter() - start,
-        num_skipped_videos=int(totals[-1].item()),
+        **skips,
     )
     return stats
 
@@ -179,7 +253,22 @@ def _due(epoch: int, period: int, cfg: CfgNode) -> bool:
 
 
 def train(cfg: CfgNode) -> Dict[str, float]:
-    """Train ``MODEL.MODEL_NAME`` for ``SOLVER.MAX_EPOCH`` epochs; returns the final metrics."""
+    """Train ``MODEL.MODEL_NAME`` for ``SOLVER.MAX_EPOCH`` epochs; returns the final metrics.
+
+    Interruption: with ``TRAIN.AUTO_RESUME`` a run started again (after a kill, a crash, a
+    preemption) continues from the newest checkpoint in OUTPUT_DIR and reproduces the uninterrupted
+    run: everything stateful is in the checkpoint (weights and buffers, hence EMA targets, queues and
+    SwAV's step; optimiser and AMP scaler state), the learning rate and momentum schedules are
+    functions of the step, and each epoch reseeds every random stream from (RNG_SEED, epoch, rank).
+    A checkpoint is written after the epoch's records and evaluation; on start, ``json_stats.log``
+    loses the records of epochs after the starting point (an interrupted run's unsaved epochs), so it
+    holds each epoch once.
+
+    Raises:
+        OutputDirError: OUTPUT_DIR is not writable, or has no room for a checkpoint (before training).
+        TrainingDivergedError: the loss (any process) or, at a checkpoint, the weights are not finite;
+            the message names the epoch and iteration and the last (good) checkpoint.
+    """
     device = setup_process(cfg, "train")
     model = build_model(cfg).to(device)
     if cfg.BN.NORM_TYPE == "sync_batchnorm":
@@ -197,6 +286,9 @@ def train(cfg: CfgNode) -> Dict[str, float]:
     use_scaler = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start_epoch = resume_or_initialise(cfg, model, optimizer, scaler)
+    check_output_dir(cfg.OUTPUT_DIR, MIN_FREE_BYTES + _checkpoint_bytes(model))
+    if du.is_master_proc():
+        drop_json_stats_after(cfg.OUTPUT_DIR, start_epoch)
 
     step_module: nn.Module = TrainStep(model)
     if du.get_world_size() > 1:
@@ -211,7 +303,10 @@ def train(cfg: CfgNode) -> Dict[str, float]:
 
     metrics: Dict[str, float] = {}
     for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
-        shuffle_dataset(train_loader, epoch)
+        # The epoch's randomness (model, augmentation, clip sampling, order) depends on (RNG_SEED,
+        # epoch, rank) only, so a run resumed from a checkpoint repeats the uninterrupted run.
+        set_seed(derive_seed(cfg.RNG_SEED, epoch, du.get_rank(), 0))
+        shuffle_dataset(train_loader, epoch, seed=cfg.RNG_SEED)
         _call_hook(model, "on_epoch_start", epoch)
         stats = train_epoch(cfg, step_module, model, train_loader, optimizer, scaler, epoch, device, writer)
         log_json_stats(stats, cfg.OUTPUT_DIR, to_file=True)
@@ -219,10 +314,6 @@ def train(cfg: CfgNode) -> Dict[str, float]:
         if writer is not None:
             writer.add_scalars({f"Train/epoch_{k}": v for k, v in stats.items() if isinstance(v, float)}, epoch)
 
-        if _due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg):
-            if du.is_master_proc():
-                save_checkpoint(cfg.OUTPUT_DIR, epoch, model, optimizer, cfg, scaler)
-            du.synchronize()
         if val_loader is not None and _due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg):
             val = evaluate(model, val_loader, cfg, device)
             log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", **val}, cfg.OUTPUT_DIR, to_file=True)
@@ -236,10 +327,17 @@ def train(cfg: CfgNode) -> Dict[str, float]:
                             "knn_top1_acc": acc["val"]}, cfg.OUTPUT_DIR, to_file=True)
             metrics["val_knn_top1_acc"] = acc["val"]
             if last:
-                log_json_stats({"_type": "knn_test", "knn_top1_acc": acc["test"]}, cfg.OUTPUT_DIR, to_file=True)
+                log_json_stats({"_type": "knn_test", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                                "knn_top1_acc": acc["test"]}, cfg.OUTPUT_DIR, to_file=True)
                 metrics["knn_top1_acc"] = acc["test"]
             if writer is not None:
                 writer.add_scalars({"Val/knn_top1_acc": acc["val"]}, epoch)
+        # Last, after the epoch's records: a checkpoint marks a complete epoch (see train()).
+        if _due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg):
+            _check_finite_state(model, epoch, cfg)
+            if du.is_master_proc():
+                save_checkpoint(cfg.OUTPUT_DIR, epoch, model, optimizer, cfg, scaler)
+            du.synchronize()
     if writer is not None:
         writer.close()
     if du.is_master_proc() and metrics:

@@ -5,16 +5,16 @@ import logging
 import os
 import re
 import uuid
-from typing import IO, Iterator
+from typing import IO, Iterator, Optional
 
 from iopath.common.file_io import g_pathmgr as PathManager
 
-__all__ = ["PathManager", "atomic_open"]
+__all__ = ["PathManager", "atomic_open", "local_path"]
 
 logger = logging.getLogger(__name__)
 
 
-def _local(path: str):
+def local_path(path: str) -> Optional[str]:
     """The file-system path of a plain or ``file://`` path, None for remote backends."""
     if path.startswith("file://"):
         return path[len("file://"):]
@@ -23,7 +23,7 @@ def _local(path: str):
 
 def _replace(src: str, dst: str) -> None:
     """Rename ``src`` over ``dst``: atomic on a local file system."""
-    local_src, local_dst = _local(src), _local(dst)
+    local_src, local_dst = local_path(src), local_path(dst)
     if local_src is not None and local_dst is not None:
         os.replace(local_src, local_dst)
         with contextlib.suppress(OSError):  # persist the directory entry too

@@ -7,12 +7,12 @@ import logging
 import os
 import sys
 from decimal import Decimal
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import simplejson
 
 from .distributed import is_master_proc
-from .io import PathManager
+from .io import PathManager, atomic_open
 
 _FORMAT = "[%(asctime)s][%(levelname)s] %(name)s:%(lineno)d: %(message)s"
 _JSON_LOG = "json_stats.log"
@@ -60,3 +60,51 @@ def log_json_stats(stats: Dict[str, Any], output_dir: str = "", to_file: bool = 
     if to_file and output_dir and is_master_proc():
         with PathManager.open(os.path.join(output_dir, _JSON_LOG), "a") as f:
             f.write(line + "\n")
+
+
+def _record_epoch(line: str) -> Optional[int]:
+    """The 1-based epoch of a json_stats.log line (``"epoch": "3/10"`` -> 3); None when it has none.
+
+    Raises:
+        ValueError: the line is not a JSON record (e.g. a line torn by a kill mid-append).
+    """
+    record = simplejson.loads(line)
+    epoch = record.get("epoch") if isinstance(record, dict) else None
+    return None if epoch is None else int(str(epoch).split("/")[0])
+
+
+def drop_json_stats_after(output_dir: str, num_epochs: int) -> int:
+    """Remove the ``json_stats.log`` records of epochs after ``num_epochs`` (1-based), in place.
+
+    A run resumed from the checkpoint of epoch ``num_epochs`` computes the later epochs again; the
+    records an interrupted run wrote for them (an epoch finished but not checkpointed) would otherwise
+    appear twice. Records without an epoch (``test_final``, ``knn_test`` ...) are kept; a torn line
+    (killed mid-append) is dropped. The file is rewritten atomically, and only when something changes.
+
+    Args:
+        output_dir: run directory holding ``json_stats.log``.
+        num_epochs: epochs covered by the checkpoint the run starts from (0 = none).
+
+    Returns:
+        The number of lines removed.
+    """
+    path = os.path.join(output_dir, _JSON_LOG)
+    if not output_dir or not PathManager.exists(path):
+        return 0
+    with PathManager.open(path, "r") as f:
+        lines = f.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            epoch = _record_epoch(line)
+        except ValueError:
+            continue
+        if epoch is None or epoch <= num_epochs:
+            kept.append(line)
+    if len(kept) < len(lines):
+        with atomic_open(path, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+        logging.getLogger(__name__).info(
+            "Removed %d record(s) after epoch %d from %s (they are recomputed)", len(lines) - len(kept),
+            num_epochs, path)
+    return len(lines) - len(kept)

@@ -18,6 +18,23 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed that is a function of ``seed`` and ``keys`` only (e.g. epoch, rank, stream).
+
+    Hashed with numpy's ``SeedSequence``, so nearby inputs (epoch 3 of rank 0, epoch 2 of rank 1)
+    give unrelated streams, unlike ``seed + epoch + rank``.
+
+    Args:
+        seed: the run's ``RNG_SEED`` (any int; negative values are taken modulo 2**64).
+        keys: non-negative ints that pick the stream.
+
+    Returns:
+        An int in ``[0, 2**32)``, valid for python, numpy and torch.
+    """
+    entropy = [seed % 2**64, *(int(k) for k in keys)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
+
+
 def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor inside nested lists/tuples/dicts to ``device``."""
     if isinstance(obj, torch.Tensor):

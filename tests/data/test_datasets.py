@@ -199,7 +199,7 @@ def test_hmdb51_errors(tmp_path):
 def test_bad_split_and_empty_split(tmp_path):
     write_csv(tmp_path, "train", [])
     cfg = make_cfg(tmp_path)
-    with pytest.raises(ValueError, match="no videos in the train split"):
+    with pytest.raises(ValueError, match=r"train.csv: no videos listed \(the file is empty"):
         Kinetics(cfg, "train")
     with pytest.raises(ValueError, match="split must be one of"):
         Kinetics(cfg, "eval")
@@ -217,7 +217,8 @@ def test_train_rho_clips_with_own_augmentation(media):
     starts, crops = set(), set()
     for _ in range(4):
         s = ds[0]
-        assert set(s) == {"video", "label", "index", "skipped", "valid"}  # no audio requested
+        # No audio requested.
+        assert set(s) == {"video", "label", "index", "skipped", "skip_reasons", "valid"}
         assert (s["label"], s["index"], s["skipped"], s["valid"]) == (2, 0, 0, True)
         assert len(s["video"]) == 3
         for clip in s["video"]:

@@ -124,10 +124,26 @@ def test_workers_draw_different_reproducible_streams(data_dir):
     for _ in range(2):
         torch.manual_seed(7)
         loader = construct_loader(cfg, "train")
-        assert loader.persistent_workers
+        assert not loader.persistent_workers  # train workers restart to take each epoch's seed
         runs.append([first_frame_levels(b) for b in loader])
         del loader
     assert runs[0] == runs[1]  # same seed, same samples
     # Workers take batches in turn (0, 2, 4 from worker 0; 1, 3, 5 from worker 1): with one seed
     # for both they would draw the same sequence.
     assert runs[0][0::2] != runs[0][1::2]
+
+
+def test_train_draws_depend_on_seed_and_epoch_only(data_dir):
+    # What a resumed run relies on: epoch e draws the same order and clips whether or not the epochs
+    # before it ran in this process.
+    cfg = make_cfg(data_dir, **{"DATA_LOADER.NUM_WORKERS": 1, "TRAIN.BATCH_SIZE": 1})
+
+    def draws(loader, epoch):
+        shuffle_dataset(loader, epoch, seed=cfg.RNG_SEED)
+        return [(b["index"].tolist(), first_frame_levels(b)) for b in loader]
+
+    uninterrupted = construct_loader(cfg, "train")
+    epochs = [draws(uninterrupted, epoch) for epoch in range(3)]
+    torch.manual_seed(123)  # the process's own RNG state plays no part
+    assert draws(construct_loader(cfg, "train"), 2) == epochs[2]
+    assert epochs[1] != epochs[2]

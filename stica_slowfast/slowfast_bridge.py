@@ -1,0 +1,279 @@
+"""Interoperation with PySlowFast (``slowfast``), active only when it is importable.
+
+:func:`register` (called by ``import stica_slowfast``) exposes our components under PySlowFast's
+lookups:
+
+* ``MODEL`` registry -> ``slowfast.models.build.MODEL_REGISTRY``: ``build_model(cfg)`` by
+  ``MODEL.MODEL_NAME``.
+* ``LOSS`` registry -> ``slowfast.models.losses._LOSSES`` through the :data:`LOSS_MODULES` adapters:
+  ``get_loss_func(name)(reduction="mean")``, then ``loss(*tensors)``.
+* ``DATASET`` registry -> ``slowfast.datasets.build.DATASET_REGISTRY`` as ``Ucf101``, ``Hmdb51`` and
+  ``Stica<name>`` (``Sticakinetics``...): ``build_dataset(name, cfg, split)``, which looks up
+  ``name.capitalize()``.
+
+Names PySlowFast already uses are never replaced: its own ``Kinetics`` dataset stays, ours is reached
+as ``sticakinetics`` (every dataset also as ``stica<name>``; our own engine accepts those names too).
+
+What works, and what does not, across the two code bases:
+
+* Models are built by PySlowFast's ``build_model`` (with ``NUM_GPUS 0`` on CPU too). ``VideoClassifier``
+  also follows PySlowFast's calling convention ``model([video]) -> logits``. The SSL methods train
+  through ``forward_train(batch)`` (our engine); PySlowFast's ``train_net.py`` instead calls
+  ``loss_fun(model(inputs), labels)``, which only fits a classifier.
+* Losses: PySlowFast constructs ``cls(reduction="mean")``. Each adapter below wraps one of our pure
+  functions; only ``reduction="mean"`` exists (each function returns a mean), and the temperature
+  defaults to our config default (``temperature=`` overrides it). ``sinkhorn_knopp`` is registered
+  as a loss in our ``LOSS`` registry but computes codes, not a loss, so it gets no adapter.
+* Datasets are ``cls(cfg, split)`` on both sides, so ``build_dataset`` builds ours. Their samples
+  are our dict (``"video"``: list of V ``(C, T, H, W)`` views, ``"label"``, ``"index"``,
+  ``"skipped"``, ``"valid"``, optionally ``"audio"``), not PySlowFast's
+  ``(frames, label, index, time, extra_data)`` tuple, so PySlowFast's loaders and train loop cannot
+  consume them; our engine (``tools/run_net.py``) does.
+* Config: :func:`add_pyslowfast_keys` adds the keys of PySlowFast's ``get_cfg()`` that ours lacks,
+  so ``tools/run_net.py`` reads a PySlowFast YAML (the keys only PySlowFast reads have no effect
+  there). ``stica_slowfast.config.add_stica_config`` extends PySlowFast's own config the other way.
+* Checkpoints: :mod:`stica_slowfast.models.convert` (``tools/convert_checkpoint.py``) maps a Slow-R50
+  between our layout and PySlowFast's ``PTVResNet``.
+"""
+
+import importlib
+import logging
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from .losses import (
+    byol_loss,
+    crop_info_nce,
+    cross_modal_info_nce,
+    info_nce,
+    nt_xent,
+    pairwise_info_nce,
+    swav_loss,
+)
+from .registry import DATASET, LOSS, MODEL
+
+__all__ = [
+    "LOSS_MODULES",
+    "NOT_LOSSES",
+    "add_pyslowfast_keys",
+    "pyslowfast_dataset_names",
+    "pyslowfast_default_cfg",
+    "register",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of the alias under which every dataset is also registered in PySlowFast (``sticakinetics``).
+DATASET_ALIAS_PREFIX = "stica"
+
+
+# ---------------------------------------------------------------------------------------------------- #
+# Loss adapters: PySlowFast-style loss modules around our pure functions
+# ---------------------------------------------------------------------------------------------------- #
+class _FunctionLoss(nn.Module):
+    """A torch-loss-style module around a pure loss function of :mod:`stica_slowfast.losses`.
+
+    ``Loss(reduction="mean", **kwargs)(*tensors, **more_kwargs)`` returns
+    ``fn(*tensors, **{**defaults, **kwargs, **more_kwargs})``.
+
+    Args:
+        reduction: only ``"mean"``: every wrapped function returns the mean over its samples.
+        **kwargs: keyword arguments of the function fixed for this module (e.g. ``temperature``).
+    """
+
+    #: The wrapped function (a staticmethod in each subclass).
+    fn: Callable[..., torch.Tensor]
+    #: Keyword defaults applied before ``kwargs``.
+    defaults: Dict[str, Any] = {}
+
+    def __init__(self, reduction: str = "mean", **kwargs: Any) -> None:
+        super().__init__()
+        if reduction != "mean":
+            raise ValueError(f"{type(self).__name__} supports reduction='mean' only, got {reduction!r}")
+        self.reduction = reduction
+        self.kwargs = {**self.defaults, **kwargs}
+
+    def forward(self, *tensors: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.fn(*tensors, **{**self.kwargs, **kwargs})
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+
+
+class InfoNCELoss(_FunctionLoss):
+    """``(query (N, D), keys (N, D), negatives=None) -> info_nce``; temperature default 0.1
+    (``CONTRASTIVE.T``)."""
+
+    fn = staticmethod(info_nce)
+    defaults = {"temperature": 0.1}
+
+
+class NTXentLoss(_FunctionLoss):
+    """``(views: list of rho (B, D), or (rho * B, D) with num_views=rho) -> nt_xent``; temperature
+    default 0.1 (``CONTRASTIVE.T``)."""
+
+    fn = staticmethod(nt_xent)
+    defaults = {"temperature": 0.1}
+
+
+class BYOLLoss(_FunctionLoss):
+    """``(prediction (N, D), target (N, D)) -> byol_loss`` (``2 - 2 cos``, target detached)."""
+
+    fn = staticmethod(byol_loss)
+
+
+class SwAVLoss(_FunctionLoss):
+    """``(scores (N, K), codes (N, K)) -> swav_loss``; temperature default 0.1 (``CONTRASTIVE.T``)."""
+
+    fn = staticmethod(swav_loss)
+    defaults = {"temperature": 0.1}
+
+
+class CrossModalInfoNCELoss(_FunctionLoss):
+    """``(video (N, D), audio (N, D)) -> cross_modal_info_nce``; temperature default 0.1
+    (``STICA.LOSS.CROSS_MODAL_T``)."""
+
+    fn = staticmethod(cross_modal_info_nce)
+    defaults = {"temperature": 0.1}
+
+
+class CropInfoNCELoss(_FunctionLoss):
+    """``(large (N_l, V, B, E), small=None) -> crop_info_nce``; temperature default 0.5
+    (``STICA.LOSS.CROP_T``)."""
+
+    fn = staticmethod(crop_info_nce)
+    defaults = {"temperature": 0.5}
+
+
+class PairwiseInfoNCELoss(_FunctionLoss):
+    """``(queries (P, B, E), keys (Q, B, E), pair_mask=None) -> pairwise_info_nce``; temperature
+    default 0.5 (``STICA.LOSS.CROP_T``)."""
+
+    fn = staticmethod(pairwise_info_nce)
+    defaults = {"temperature": 0.5}
+
+
+#: Our ``LOSS`` registry name -> the module registered under the same name in PySlowFast's table.
+LOSS_MODULES: Dict[str, type] = {
+    "info_nce": InfoNCELoss,
+    "nt_xent": NTXentLoss,
+    "byol_loss": BYOLLoss,
+    "swav_loss": SwAVLoss,
+    "cross_modal_info_nce": CrossModalInfoNCELoss,
+    "crop_info_nce": CropInfoNCELoss,
+    "pairwise_info_nce": PairwiseInfoNCELoss,
+}
+#: Entries of our ``LOSS`` registry that are not losses (no adapter): Sinkhorn-Knopp returns codes.
+NOT_LOSSES = ("sinkhorn_knopp",)
+
+
+# ---------------------------------------------------------------------------------------------------- #
+# Registration
+# ---------------------------------------------------------------------------------------------------- #
+def _import(module: str):
+    """The module, or None when it (or PySlowFast's own imports, e.g. detectron2) fails to import."""
+    try:
+        with warnings.catch_warnings():
+            # Deprecations PySlowFast's imports trigger on a current stack (torch.jit.script in
+            # pytorchvideo, torchvision's _transforms_video); nothing a user of this package can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._", category=UserWarning)
+            return importlib.import_module(module)
+    except Exception as err:  # ImportError, or any error PySlowFast raises while importing itself
+        logger.debug("%s not importable: %s", module, err)
+        return None
+
+
+def _register_into(registry, name: str, obj: Any) -> None:
+    """Add ``obj`` to an fvcore registry unless the name is taken (by it or by PySlowFast's own)."""
+    if name not in registry:
+        registry._do_register(name, obj)
+    elif registry.get(name) is not obj:
+        logger.debug("PySlowFast's %s registry already has %r: kept its own", registry._name, name)
+
+
+def pyslowfast_dataset_names(name: str) -> List[str]:
+    """Names under which our dataset ``name`` (lower case, e.g. ``"ucf101"``) is offered to PySlowFast:
+    its capitalised name (what ``build_dataset`` looks up) and the ``Stica`` alias."""
+    return [name.capitalize(), (DATASET_ALIAS_PREFIX + name).capitalize()]
+
+
+def register() -> bool:
+    """Register our models, losses and datasets into PySlowFast's tables (see the module docstring).
+
+    Idempotent: a second call adds nothing. An entry PySlowFast already has under the same name is left
+    as it is.
+
+    Returns:
+        True when all three of PySlowFast's tables were importable and filled, False otherwise
+        (PySlowFast absent, or failing to import, e.g. without detectron2).
+    """
+    reached = 0
+    models = _import("slowfast.models.build")
+    if models is not None:
+        for name, obj in MODEL:
+            _register_into(models.MODEL_REGISTRY, name, obj)
+        reached += 1
+    losses = _import("slowfast.models.losses")
+    if losses is not None and isinstance(getattr(losses, "_LOSSES", None), dict):
+        for name, _ in LOSS:
+            if name in NOT_LOSSES:
+                continue
+            module = LOSS_MODULES.get(name)
+            if module is None:
+                logger.warning("loss %r has no PySlowFast adapter in slowfast_bridge.LOSS_MODULES", name)
+            elif losses._LOSSES.setdefault(name, module) is not module:
+                logger.debug("PySlowFast's loss table already has %r: kept its own", name)
+        reached += 1
+    datasets = _import("slowfast.datasets.build")
+    if datasets is not None:
+        for name, cls in DATASET:
+            for alias in pyslowfast_dataset_names(name.lower()):
+                _register_into(datasets.DATASET_REGISTRY, alias, cls)
+        reached += 1
+    return reached == 3
+
+
+# ---------------------------------------------------------------------------------------------------- #
+# Config
+# ---------------------------------------------------------------------------------------------------- #
+def pyslowfast_default_cfg() -> Optional[CfgNode]:
+    """PySlowFast's ``slowfast.config.defaults.get_cfg()``, or None when it is not importable.
+
+    Needs only ``slowfast.config`` (not detectron2 or pytorchvideo).
+    """
+    defaults = _import("slowfast.config.defaults")
+    return None if defaults is None else defaults.get_cfg()
+
+
+def _add_missing(dst: CfgNode, src: CfgNode, prefix: str, added: List[str]) -> None:
+    for name, value in src.items():
+        if name not in dst:
+            dst[name] = value
+            added.extend(_leaves(value, prefix + name))
+        elif isinstance(value, CfgNode) and isinstance(dst[name], CfgNode):
+            _add_missing(dst[name], value, prefix + name + ".", added)
+
+
+def _leaves(value: Any, key: str) -> List[str]:
+    if not isinstance(value, CfgNode):
+        return [key]
+    return [leaf for name, child in value.items() for leaf in _leaves(child, f"{key}.{name}")]
+
+
+def add_pyslowfast_keys(cfg: CfgNode) -> List[str]:
+    """Add every key of PySlowFast's default config that ``cfg`` lacks, with PySlowFast's default, in
+    place. Keys ``cfg`` has keep their values (so our defaults stay ours).
+
+    Returns:
+        The dotted leaf keys added; empty when PySlowFast's config is not importable.
+    """
+    reference = pyslowfast_default_cfg()
+    added: List[str] = []
+    if reference is not None:
+        _add_missing(cfg, reference, "", added)
+    return added
