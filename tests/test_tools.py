@@ -39,8 +39,19 @@ def test_benchmarks_print_one_json_object(tmp_path):
                               "TEST.NUM_ENSEMBLE_VIEWS", "4", "STICA.AUDIO.ENABLE", "True"))
     assert decode["videos"] == 2 and decode["clips_per_video"] == 4 and decode["audio"] is True
     assert decode["speedup"] == pytest.approx(decode["per_clip_s"] / decode["one_pass_s"], rel=0.01)
+    loader = json.loads(_tool("benchmark.py", "loader", "--videos", "2", "--rounds", "1", *common,
+                              "STICA.AUDIO.ENABLE", "True"))
+    assert loader["videos"] == 2 and loader["audio"] is True and loader["frame_size"] == [[48, 32]]
+    for rho in (2, 4):
+        once, per_clip = loader[f"rho{rho}"]["decode_once"], loader[f"rho{rho}"]["decode_per_clip"]
+        assert once["clips_per_s"] > 0 and per_clip["clips_per_s"] > 0
+        # One open and one pass decode no more frames than one open and one pass per clip.
+        assert once["frames_decoded_per_clip"] <= per_clip["frames_decoded_per_clip"]
+        assert loader[f"ratio_rho{rho}"] == loader[f"rho{rho}"]["round_ratios"][0] > 0
     train = json.loads(_tool("benchmark.py", "train", "--iters", "2", *common, "TRAIN.BATCH_SIZE", "4"))
     assert train["iters"] == 2 and train["clips_per_s"] > 0 and 0 <= train["data_wait_fraction"] <= 1
+    assert train["loader_over_train"] == pytest.approx(
+        train["loader_clips_per_s"] / train["step_clips_per_s"], rel=0.01)
 
 
 def test_ssl_memory_benchmark(tmp_path):

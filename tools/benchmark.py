@@ -3,8 +3,12 @@
 
     python tools/benchmark.py decode --cfg CONFIG.yaml [--videos N] [KEY VALUE ...]
         one-pass decoding of all test views of a video vs. one decode per clip
+    python tools/benchmark.py loader --cfg CONFIG.yaml [--rhos 2 4] [--videos N] [--rounds N] [KEY VALUE ...]
+        clips/s of one data-loader worker making train samples (rho clips, their audio, transforms)
+        with one-pass decoding vs. one open + seek + decode per clip, for each rho, and the ratios
     python tools/benchmark.py train --cfg CONFIG.yaml [--iters N] [KEY VALUE ...]
-        training throughput (clips/s) and the share of time spent waiting for data
+        training throughput (clips/s) and the share of time spent waiting for data; the loader alone
+        (DATA_LOADER.NUM_WORKERS workers) and the training step alone, and their ratio
     python tools/benchmark.py ssl_memory --cfg CONFIG.yaml [--rhos 1 2 3 4] [--iters N] [KEY VALUE ...]
         peak memory and time of one rho-clip SSL training step (MODEL.MODEL_NAME) for each rho,
         clips encoded together vs. CONTRASTIVE.SEQUENTIAL; each measurement in a fresh process
@@ -14,6 +18,7 @@
 """
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import resource
@@ -21,22 +26,48 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from typing import Dict, List, Sequence, Tuple
+from unittest import mock
 
+import av
 import torch
 
 import stica_slowfast  # noqa: F401  (registers every component)
 from stica_slowfast.config import ConfigError
 from stica_slowfast.data import construct_loader
+from stica_slowfast.data import datasets as datasets_module
 from stica_slowfast.data.audio import build_audio_transform
-from stica_slowfast.data.datasets import VideoDataset
-from stica_slowfast.data.decoder import get_clip_starts, open_video
+from stica_slowfast.data.datasets import SeededIndex, VideoDataset
+from stica_slowfast.data.decoder import DecodedClips, VideoFile, get_clip_starts, open_video
+from stica_slowfast.data.loader import build_dataset
 from stica_slowfast.engine.entry import prepare_data
 from stica_slowfast.engine.optim import construct_optimizer
 from stica_slowfast.models import build_model
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils.distributed import get_device
-from stica_slowfast.utils.misc import move_to_device
+from stica_slowfast.utils.misc import derive_seed, move_to_device
 from stica_slowfast.utils.parser import load_config_from_args, parse_args
+
+
+def decode_per_clip(vf: VideoFile, clip_starts: Sequence[float], **kwargs) -> DecodedClips:
+    """The baseline of the decode and loader benchmarks: what a plain PyAV loader does.
+
+    Each clip (and its audio) gets an open, a seek to the keyframe before it and a decode of every
+    frame and audio packet from there (``skip_gaps=False``); the first clip reuses ``vf``, opened
+    for the duration. Frames are selected and converted as in one pass, so only the decoding differs.
+    """
+    parts = [vf.decode_clips(clip_starts[:1], skip_gaps=False, **kwargs)]
+    for start in clip_starts[1:]:
+        with open_video(vf.path, threads=vf.threads) as other:
+            parts.append(other.decode_clips([start], skip_gaps=False, **kwargs))
+    return DecodedClips(
+        video=[p.video[0] for p in parts],
+        audio=None if parts[0].audio is None else [p.audio[0] for p in parts],
+        has_audio=vf.has_audio,
+        frame_times=[p.frame_times[0] for p in parts],
+        duration=vf.duration,
+        frames_decoded=sum(p.frames_decoded for p in parts),
+    )
 
 
 def bench_decode(cfg, num_videos: int) -> dict:
@@ -44,23 +75,19 @@ def bench_decode(cfg, num_videos: int) -> dict:
     paths = [path for path, _ in dataset.items[:num_videos]]
     kwargs = dict(num_frames=dataset.num_frames, frame_step=dataset.frame_step, audio_rate=dataset.audio_rate)
 
-    def clip_starts(vf):
-        return get_clip_starts(vf.duration, dataset.clip_duration, dataset.num_clips, mode="uniform")
-
-    start = time.perf_counter()
-    for path in paths:
-        with open_video(path) as vf:
-            vf.decode_clips(clip_starts(vf), **kwargs)
-    one_pass = time.perf_counter() - start
-
-    start = time.perf_counter()
-    for path in paths:
-        with open_video(path) as vf:
-            starts = clip_starts(vf)
-        for clip_start in starts:
+    def decode_all(per_clip: bool) -> float:
+        start = time.perf_counter()
+        for path in paths:
             with open_video(path) as vf:
-                vf.decode_clips([clip_start], **kwargs)
-    per_clip = time.perf_counter() - start
+                starts = get_clip_starts(vf.duration, dataset.clip_duration, dataset.num_clips,
+                                         mode="uniform")
+                if per_clip:
+                    decode_per_clip(vf, starts, **kwargs)
+                else:
+                    vf.decode_clips(starts, **kwargs)
+        return time.perf_counter() - start
+
+    one_pass, per_clip = decode_all(False), decode_all(True)
     return {
         "benchmark": "decode",
         "videos": len(paths),
@@ -72,6 +99,122 @@ def bench_decode(cfg, num_videos: int) -> dict:
     }
 
 
+class _BenchVideo:
+    """An open :class:`VideoFile` as the datasets see it, decoding in one pass or (``per_clip``) as
+    :func:`decode_per_clip`, and adding the frames it decodes to ``frames``."""
+
+    def __init__(self, vf: VideoFile, per_clip: bool, frames: List[int]):
+        self._vf, self._per_clip, self._frames = vf, per_clip, frames
+
+    def __getattr__(self, name):  # duration, has_audio, ...
+        return getattr(self._vf, name)
+
+    def decode_clips(self, clip_starts: Sequence[float], **kwargs) -> DecodedClips:
+        if self._per_clip:
+            clips = decode_per_clip(self._vf, clip_starts, **kwargs)
+        else:
+            clips = self._vf.decode_clips(clip_starts, **kwargs)
+        self._frames.append(clips.frames_decoded)
+        return clips
+
+
+@contextlib.contextmanager
+def _datasets_decode(per_clip: bool, frames: List[int]):
+    """Within the block the datasets open their videos as :class:`_BenchVideo`."""
+
+    @contextlib.contextmanager
+    def open_bench_video(path: str, *, threads: bool = False):
+        with open_video(path, threads=threads) as vf:
+            yield _BenchVideo(vf, per_clip, frames)
+
+    with mock.patch.object(datasets_module, "open_video", open_bench_video):
+        yield
+
+
+def _video_stats(paths: Sequence[str]) -> Dict[str, object]:
+    """Frame size, frame rate, duration and mean keyframe interval of the videos (from their packets)."""
+    sizes, rates, durations, intervals = set(), set(), [], []
+    for path in paths:
+        with av.open(path, metadata_errors="ignore") as container:
+            vs = container.streams.video[0]
+            sizes.add((vs.codec_context.width, vs.codec_context.height))
+            rates.add(round(float(vs.average_rate or 0), 3))
+            keyframes = sum(packet.is_keyframe for packet in container.demux(vs) if packet.size)
+            duration = (float(vs.duration * vs.time_base) if vs.duration
+                        else float(container.duration / av.time_base))
+        durations.append(duration)
+        intervals.append(duration / max(1, keyframes))
+    return {"frame_size": sorted(sizes), "fps": sorted(rates),
+            "duration_s": round(statistics.mean(durations), 3),
+            "keyframe_interval_s": round(statistics.mean(intervals), 3)}
+
+
+def _time_samples(dataset: VideoDataset, count: int, seed: int, per_clip: bool) -> Tuple[float, int]:
+    """Seconds to make samples 0 .. count - 1 of ``dataset`` as a data-loader worker does (decode and
+    transforms), and the video frames decoded. Sample ``i`` draws its clip starts and augmentation
+    from seed (``seed``, ``i``), so both decodings make the same samples."""
+    frames: List[int] = []
+    seeds = [derive_seed(seed, i) for i in range(count)]
+    with _datasets_decode(per_clip, frames):
+        start = time.perf_counter()
+        for i in range(count):
+            dataset[SeededIndex(i, seeds[i])]
+        return time.perf_counter() - start, sum(frames)
+
+
+def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict:
+    """Clips/s of one data-loader worker making train samples, decoding each sample's rho clips (and
+    their audio) in one pass vs. one open + seek + decode per clip, for each rho.
+
+    Both decodings make the same samples (clip starts, augmentation) in turn, one pass first in even
+    rounds and last in odd ones, after an untimed round; a variant's clips/s is over its median round,
+    a ratio is the median over rounds of (per-clip time / one-pass time). One thread, as a worker.
+    """
+    torch.set_num_threads(1)  # DataLoader workers run torch with one thread
+    results = {}
+    for rho in rhos:
+        rho_cfg = cfg.clone()
+        rho_cfg.defrost()
+        rho_cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = rho
+        dataset = build_dataset(rho_cfg, "train")
+        count = min(num_videos, len(dataset))
+        times: Dict[bool, List[float]] = {False: [], True: []}
+        frames = {False: 0, True: 0}
+        for round_ in range(rounds + 1):
+            seed = derive_seed(cfg.RNG_SEED, rho, round_)
+            for per_clip in (False, True) if round_ % 2 == 0 else (True, False):
+                seconds, decoded = _time_samples(dataset, count, seed, per_clip)
+                if round_ > 0:  # round 0 warms the page cache, codecs and transforms up
+                    times[per_clip].append(seconds)
+                    frames[per_clip] += decoded
+        clips = count * rho
+
+        def variant(per_clip: bool) -> dict:
+            return {"clips_per_s": round(clips / statistics.median(times[per_clip]), 2),
+                    "frames_decoded_per_clip": round(frames[per_clip] / (clips * rounds), 1)}
+
+        ratios = [b / a for a, b in zip(times[False], times[True])]
+        results[rho] = {"decode_once": variant(False), "decode_per_clip": variant(True),
+                        "round_ratios": [round(r, 3) for r in ratios],
+                        "ratio": round(statistics.median(ratios), 3)}
+    d = cfg.DATA
+    return {
+        "benchmark": "loader",
+        "dataset": cfg.TRAIN.DATASET,
+        "videos": count,
+        **_video_stats([path for path, _ in dataset.items[:count]]),
+        "clip": {"frames": d.NUM_FRAMES, "frame_step_s": round(d.SAMPLING_RATE / d.TARGET_FPS, 4),
+                 "spatial_crops": d.TRAIN_CROP_NUM_SPATIAL},
+        "audio": dataset.audio_rate is not None,
+        "audio_rate": dataset.audio_rate,
+        "decode_threads": dataset.threads,
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+        **{f"rho{rho}": {k: v for k, v in r.items() if k != "ratio"} for rho, r in results.items()},
+        **{f"ratio_rho{rho}": r["ratio"] for rho, r in results.items()},
+    }
+
+
 def _train_step(model, optimizer, batch) -> None:
     """One optimisation step of ``model.forward_train`` (as the engine, without its logging)."""
     loss = model.forward_train(batch)["loss"]
@@ -80,40 +223,78 @@ def _train_step(model, optimizer, batch) -> None:
     optimizer.step()
 
 
+def _clips(batch) -> int:
+    """Clips in a batch: videos x views."""
+    return sum(v.shape[0] for v in batch["video"])
+
+
 def bench_train(cfg, iters: int) -> dict:
+    """Three measurements in one run, each of ``iters`` batches, after one batch per worker (their
+    start-up is not throughput):
+
+    * the loader alone (DATA_LOADER.NUM_WORKERS workers; the training process only takes batches);
+    * training with that loader, as the engine does, and the share of the time spent waiting for data;
+    * the training step alone, on batches loaded beforehand, once the workers have stopped.
+
+    ``loader_over_train`` = loader clips/s / step clips/s: at >= 1 the loader keeps up with the model.
+    The loader reads the train videos over and over (new clips each time) in one long epoch, so that no
+    epoch boundary falls inside a measurement.
+    """
     device = get_device(cfg.NUM_GPUS)
     model = build_model(cfg).to(device)
     optimizer = construct_optimizer(model, cfg)
-    loader = construct_loader(cfg, "train")
+    num_videos = len(build_dataset(cfg, "train"))
+    warmup = max(1, int(cfg.DATA_LOADER.NUM_WORKERS))
+    samples = cfg.TRAIN.BATCH_SIZE * (warmup + 2 * iters)
+    loader = construct_loader(cfg, "train", subset=[i % num_videos for i in range(samples)])
     model.train()
-    waited, clips, done = 0.0, 0, 0
     batches = iter(loader)
-    next(batches)  # warm-up: worker start-up is not throughput
-    start = time.perf_counter()
-    while done < iters:
-        tick = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            continue
-        batch = move_to_device(batch, device)
-        waited += time.perf_counter() - tick
+    preloaded = [next(batches) for _ in range(warmup)]
+
+    start, clips = time.perf_counter(), 0
+    for _ in range(iters):
+        batch = next(batches)
+        clips += _clips(batch)
+        if len(preloaded) < 4:  # kept for the step alone
+            preloaded.append(batch)
+    loader_clips_per_s = clips / (time.perf_counter() - start)
+    preloaded = [move_to_device(b, device) for b in preloaded]
+
+    def step(batch) -> None:
         _train_step(model, optimizer, batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        clips += sum(v.shape[0] for v in batch["video"])
-        done += 1
+
+    step(preloaded[0])  # warm-up: first-call allocations
+    waited, clips = 0.0, 0
+    start = time.perf_counter()
+    for _ in range(iters):
+        tick = time.perf_counter()
+        batch = move_to_device(next(batches), device)
+        waited += time.perf_counter() - tick
+        step(batch)
+        clips += _clips(batch)
     total = time.perf_counter() - start
+    del batches, loader  # stops the workers: nothing else runs while the step is timed
+
+    start, step_clips = time.perf_counter(), 0
+    for i in range(iters):
+        step(preloaded[i % len(preloaded)])
+        step_clips += _clips(preloaded[i % len(preloaded)])
+    step_clips_per_s = step_clips / (time.perf_counter() - start)
     return {
         "benchmark": "train",
         "model": cfg.MODEL.MODEL_NAME,
         "arch": cfg.MODEL.ARCH,
-        "iters": done,
+        "iters": iters,
         "threads": torch.get_num_threads(),
+        "workers": int(cfg.DATA_LOADER.NUM_WORKERS),
         "clips_per_s": round(clips / total, 3),
-        "s_per_iter": round(total / done, 4),
+        "s_per_iter": round(total / iters, 4),
         "data_wait_fraction": round(waited / total, 4),
+        "loader_clips_per_s": round(loader_clips_per_s, 3),
+        "step_clips_per_s": round(step_clips_per_s, 3),
+        "loader_over_train": round(loader_clips_per_s / step_clips_per_s, 3),
     }
 
 
@@ -281,12 +462,14 @@ def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["decode", "train", "ssl_memory", "crops"])
-    parser.add_argument("--videos", type=int, default=16, help="decode: videos to decode")
+    parser.add_argument("benchmark", choices=["decode", "loader", "train", "ssl_memory", "crops"])
+    parser.add_argument("--videos", type=int, default=16, help="decode, loader: videos to decode")
     parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory, crops: timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="crops: untimed steps first")
-    parser.add_argument("--rounds", type=int, default=2, help="crops: fresh processes per variant")
-    parser.add_argument("--rhos", type=int, nargs="+", default=[1, 2, 3, 4], help="ssl_memory: clip counts")
+    parser.add_argument("--rounds", type=int, help="crops: fresh processes per variant (default 2); "
+                        "loader: timed rounds over the videos (default 5)")
+    parser.add_argument("--rhos", type=int, nargs="+",
+                        help="ssl_memory: clip counts (default 1 2 3 4); loader: rho values (default 2 4)")
     ours, rest = parser.parse_known_args()
     try:
         cfg = prepare_data(load_config_from_args(parse_args(rest)))
@@ -295,12 +478,14 @@ def main() -> None:
         sys.exit(2)
     if ours.benchmark == "decode":
         result = bench_decode(cfg, ours.videos)
+    elif ours.benchmark == "loader":
+        result = bench_loader(cfg, sorted(ours.rhos or [2, 4]), ours.videos, ours.rounds or 5)
     elif ours.benchmark == "train":
         result = bench_train(cfg, ours.iters)
     elif ours.benchmark == "crops":
-        result = bench_crops(cfg, ours.iters, ours.warmup, ours.rounds)
+        result = bench_crops(cfg, ours.iters, ours.warmup, ours.rounds or 2)
     else:
-        result = bench_ssl_memory(cfg, sorted(ours.rhos), ours.iters)
+        result = bench_ssl_memory(cfg, sorted(ours.rhos or [1, 2, 3, 4]), ours.iters)
     print(json.dumps(result))
 
 

@@ -127,6 +127,16 @@ def add_swav_config(stica: CfgNode) -> None:
     stica.SWAV.FREEZE_PROTOTYPES_ITERS = 313
 
 
+def add_byol_config(stica: CfgNode) -> None:
+    """RhoBYOL keys PySlowFast has no name for."""
+    stica.BYOL = CfgNode()
+    # LR multiplier (> 0) of the predictor relative to the rest of the model. A predictor that adapts
+    # faster than the encoder keeps BYOL's features from collapsing onto a few directions (Tian et
+    # al., "Understanding self-supervised learning dynamics without contrastive pairs", arXiv
+    # 2102.06810; SimSiam, arXiv 2011.10566, keeps the predictor's LR fixed for the same reason).
+    stica.BYOL.PREDICTOR_LR_MULT = 1.0
+
+
 def add_eval_config(stica: CfgNode) -> None:
     stica.KNN = CfgNode()
     # kNN monitor (stica_slowfast.engine.retrieval): every TRAIN.EVAL_PERIOD epochs, the val videos are
@@ -245,6 +255,7 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_synthetic_config(cfg.STICA)
     add_ssl_aug_config(cfg.STICA)
     add_swav_config(cfg.STICA)
+    add_byol_config(cfg.STICA)
     add_eval_config(cfg.STICA)
     add_pool_config(cfg.STICA)
     add_feature_crop_config(cfg.STICA)

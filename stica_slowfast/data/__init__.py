@@ -20,6 +20,7 @@ from .datasets import (
     BadLineError,
     Hmdb51,
     Kinetics,
+    SeededIndex,
     Ucf101,
     VideoDataset,
     read_hmdb51_split,
@@ -35,7 +36,13 @@ from .decoder import (
     get_duration,
     open_video,
 )
-from .loader import build_dataset, construct_loader, per_process_batch_size, shuffle_dataset
+from .loader import (
+    SeededSampler,
+    build_dataset,
+    construct_loader,
+    per_process_batch_size,
+    shuffle_dataset,
+)
 from .transforms import (
     RandomShortSideScaleCrop,
     ShortSideSpatialCrop,
@@ -47,12 +54,12 @@ from .transforms import (
 
 __all__ = [
     "write_video",
-    "VideoDataset", "Kinetics", "Ucf101", "Hmdb51",
+    "VideoDataset", "SeededIndex", "Kinetics", "Ucf101", "Hmdb51",
     "read_kinetics_csv", "read_ucf101_split", "read_hmdb51_split", "BadLineError",
     "SKIP_REASONS", "TooManyBadVideosError",
     "DecodeError", "DecodedClips", "VideoFile", "open_video", "decode_clips", "get_duration",
     "get_clip_starts",
-    "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size",
+    "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size", "SeededSampler",
     "VideoTransform", "RandomShortSideScaleCrop", "ShortSideSpatialCrop",
     "build_train_transform", "build_test_transform", "build_transforms_from_cfg",
     "AudioTransform", "build_audio_transform", "log_spectrogram", "mel_filterbank", "spec_augment",

@@ -278,7 +278,8 @@ class AudioTransform:
             -> (1, F, Ta)
 
     With ``feature="waveform"`` the waveform is returned unchanged (S,). Each call draws new random
-    parameters (torch's global generator, seeded per DataLoader worker), like the video transforms.
+    parameters from torch's global generator (which the dataset seeds per train sample), like the
+    video transforms.
     A gain adds a constant to the log spectrogram, so after ``normalize`` volume jitter only moves
     quiet cells relative to the log(eps) floor.
 

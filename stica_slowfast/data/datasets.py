@@ -29,7 +29,7 @@ its reason is counted in the sample's ``"skip_reasons"``.
 import logging
 import math
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from stica_slowfast.utils.io import PathManager
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "SeededIndex",
     "VideoDataset",
     "Kinetics",
     "Ucf101",
@@ -65,6 +66,17 @@ _MAX_LINE_WARNINGS = 20
 
 class BadLineError(ValueError):
     """A split-file line that cannot be read; the message starts with ``file:line``."""
+
+
+class SeededIndex(NamedTuple):
+    """A sample index with the seed of all its random draws (clip starts, substitutes, augmentation).
+
+    Train loaders index the dataset with these (``stica_slowfast.data.loader.SeededSampler``), so a
+    sample does not depend on which DataLoader worker loads it, nor on what that worker loaded before.
+    """
+
+    index: int
+    seed: int
 
 
 # ---------------------------------------------------------------------------------------------------- #
@@ -397,11 +409,12 @@ class VideoDataset(torch.utils.data.Dataset):
 
     @property
     def rng(self) -> np.random.Generator:
-        """Per-process generator seeded from ``torch.initial_seed()``.
+        """Per-process generator seeded from ``torch.initial_seed()``, for samples indexed by an int.
 
         In a DataLoader worker torch's initial seed is the loader's base seed + worker id, so workers
         draw different clips and a seeded run draws the same ones again. Keyed on the pid as well, so
-        a generator copied into a forked worker is never reused there.
+        a generator copied into a forked worker is never reused there. Samples indexed by a
+        :class:`SeededIndex` draw from a generator of their own instead.
         """
         key = (os.getpid(), torch.initial_seed())
         if self._rng_key != key:
@@ -411,14 +424,14 @@ class VideoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _decode_views(self, index: int) -> Dict[str, object]:
-        """Decode video ``index`` into its views; raises DecodeError."""
+    def _decode_views(self, index: int, rng: np.random.Generator) -> Dict[str, object]:
+        """Decode video ``index`` into its views (clip starts drawn from ``rng``); raises DecodeError."""
         path, label = self.items[index]
         with open_video(path, threads=self.threads) as vf:
             if self.audio_rate is not None and not vf.has_audio and self.missing_audio == "skip":
                 raise DecodeError(f"no audio stream in {path} (STICA.AUDIO.MISSING = 'skip')", "no_audio")
             starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,
-                                     mode=self.start_mode, rng=self.rng, **self.clip_deltas)
+                                     mode=self.start_mode, rng=rng, **self.clip_deltas)
             clips = vf.decode_clips(
                 starts, num_frames=self.num_frames, frame_step=self.frame_step,
                 audio_rate=self.audio_rate,
@@ -448,24 +461,45 @@ class VideoDataset(torch.utils.data.Dataset):
             sample["audio"] = [torch.zeros(shape) for _ in range(self.num_views)]
         return sample
 
-    def _substitute(self, tried: List[int]) -> int:
+    def _substitute(self, tried: List[int], rng: np.random.Generator) -> int:
         """A uniformly random index not in ``tried`` (any index once all have been tried)."""
         excluded = sorted(set(tried))
         if len(excluded) >= len(self.items):
-            return int(self.rng.integers(len(self.items)))
-        k = int(self.rng.integers(len(self.items) - len(excluded)))
+            return int(rng.integers(len(self.items)))
+        k = int(rng.integers(len(self.items) - len(excluded)))
         for e in excluded:  # the k-th index that is not excluded
             if k >= e:
                 k += 1
         return k
 
-    def __getitem__(self, index: int) -> Dict[str, object]:
-        index = int(index)
+    def __getitem__(self, index: Union[int, SeededIndex]) -> Dict[str, object]:
+        """The sample of video ``index``.
+
+        Args:
+            index: an int, whose draws come from this process's generators (:attr:`rng` and torch's
+                global one), or an ``(index, seed)`` pair (:class:`SeededIndex`, as train loaders
+                pass), whose draws come from generators seeded with ``seed`` alone: the same pair
+                gives the same sample in any process. The caller's torch generator is left as it was.
+
+        Returns:
+            The sample dict (see the class docstring).
+        """
+        if isinstance(index, tuple):
+            index, seed = int(index[0]), int(index[1])
+            # Only the CPU generator: the transforms draw nothing else, and torch.manual_seed would
+            # also reseed the GPUs' (of the trainer itself with NUM_WORKERS 0).
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                return self._sample(index, np.random.default_rng(seed))
+        return self._sample(int(index), self.rng)
+
+    def _sample(self, index: int, rng: np.random.Generator) -> Dict[str, object]:
+        """:meth:`__getitem__` with clip starts and substitutes drawn from ``rng``."""
         if self.split == "test" or self.sampling != self.split:
             # Never substitute a video that is evaluated (the test split, or a feature bank such as the
             # kNN monitor's train videos): the meter drops invalid samples so accuracy stays honest.
             try:
-                sample, reasons, valid = self._decode_views(index), [], True
+                sample, reasons, valid = self._decode_views(index, rng), [], True
             except DecodeError as err:
                 logger.warning("Video %s cannot be used (%s), marked invalid: %s",
                                self.items[index][0], err.reason, err)
@@ -475,12 +509,12 @@ class VideoDataset(torch.utils.data.Dataset):
         tried, reasons = [index], []
         for attempt in range(self.num_retries):
             try:
-                sample = self._decode_views(tried[-1])
+                sample = self._decode_views(tried[-1], rng)
             except DecodeError as err:
                 logger.warning("Video %s cannot be used (%s): %s; trying another one (%d/%d)",
                                self.items[tried[-1]][0], err.reason, err, attempt + 1, self.num_retries)
                 reasons.append(err.reason)
-                tried.append(self._substitute(tried))
+                tried.append(self._substitute(tried, rng))
                 continue
             sample.update(skip_reasons=count_reasons(reasons), skipped=len(reasons), valid=True)
             return sample

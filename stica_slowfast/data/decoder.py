@@ -36,10 +36,22 @@ Audio. Each clip gets a mono window of ``audio_duration`` seconds centred on the
 default exactly the clip's span ``[start, start + T * frame_step)``); parts of the window before the
 first or after the last audio sample, or in a file without audio, are zeros.
 
+Cost. One open, one seek (to the keyframe before the earliest clip or audio window) and one demux
+pass for all clips, which skips what lies between them. A video frame more than 1.5 frame periods
+before the next target is never selected, so there only the frames that later frames refer to are
+decoded (``skip_frame = "NONREF"`` drops most B-frames), and past a keyframe in such a gap nothing
+before it is decoded at all (the pass starts afresh there, without seeking). Audio packets are
+decoded only near the windows. The frames are exactly those of decoding everything
+(``skip_gaps=False``; a video whose frames lie further apart than the margin is decoded again in
+full), and so are the samples, but for the noise AAC decoders synthesise for noise-coded bands,
+which depends on where decoding started (as it already does between one clip and several). Only the
+selected frames are converted to RGB.
+
 Symbols: T frames per clip, H, W frame size, S audio samples per clip.
 """
 
 import bisect
+import collections
 import contextlib
 import logging
 import math
@@ -47,11 +59,12 @@ import os
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from stica_slowfast.data.bad_input import reason_index
 from stica_slowfast.utils.io import PathManager
@@ -74,6 +87,15 @@ __all__ = [
 _TIME_EPS = 1e-6
 # A clip start this close to 0 (seconds) is decoded from the beginning without seeking.
 _NO_SEEK_BELOW = 1e-3
+# A frame more than this many frame periods before the next target is never selected (a target takes
+# the latest frame at or before it, less than a period before it; the half period absorbs rounded
+# timestamps, and a longer gap between frames is detected): only the frames that later ones refer to
+# are decoded there, or none at all past a keyframe (see _VideoGate).
+_GAP_MARGIN_FRAMES = 1.5
+# Audio packets decoded before a window after skipping the ones before it, and windows closer than
+# this (seconds) decoded as one, so that at least that many packets lie between two (see _AudioGate).
+_AUDIO_PREROLL_PACKETS = 2
+_AUDIO_MERGE_S = 0.5
 
 
 # What a corrupt file makes PyAV / FFmpeg, numpy or the arithmetic on its header values raise; each
@@ -175,6 +197,10 @@ class _SeekFailed(Exception):
     """The container cannot seek."""
 
 
+class _SkippedFrame(Exception):
+    """A target's frame may be one the pass skipped (frames further apart than the gate's margin)."""
+
+
 class _UnorderedTimestamps(Exception):
     """Frame pts go backwards in presentation order (e.g. AVI with B-frames, where the demuxer
     hands out decode timestamps as pts)."""
@@ -194,7 +220,7 @@ class DecodedClips:
             handy to check which source frames a clip is made of.
         duration: duration of the video in seconds.
         frames_decoded: video frames decoded in the pass (all clips together); shows the effect of
-            the seek and of stopping after the last clip.
+            the seek, of skipping frames between clips and of stopping after the last clip.
     """
 
     video: List[torch.Tensor]
@@ -273,21 +299,41 @@ def _time(frame, fallback: Optional[float]) -> Optional[float]:
     return float(frame.pts * frame.time_base)
 
 
+def _seconds(time_base) -> Optional[float]:
+    """A stream's time base as a float (None when unknown): reading ``.time_base`` makes a Fraction and
+    multiplying by it another, which in the per-packet loop cost as much as a tenth of a pass."""
+    return float(time_base) if time_base else None
+
+
+def _packet_time(packet, time_base: Optional[float], origin: float) -> Optional[float]:
+    """Presentation time of a packet in seconds from ``origin`` (its stream's ``time_base`` in
+    seconds), or None without a timestamp."""
+    if packet.pts is None or time_base is None:
+        return None
+    return packet.pts * time_base - origin
+
+
 class _FrameSelector:
     """Assigns decoded frames to the target times of all clips while frames stream past once.
 
     Targets are kept sorted; when a frame with time ``t`` arrives, every pending target ``tau < t``
     gets the previous frame (the latest one with time ``<= tau``). Only frames that some target
-    selects are converted to numpy, each once.
+    selects are converted to numpy (by ``to_rgb``), each once.
+
+    A target is never given a frame when a packet that may have given no frame (see
+    :class:`_VideoGate`, which records them with :meth:`skipped`) lies between that frame and the
+    target: that raises :class:`_SkippedFrame` instead, as the skipped frame may be the one it wants.
     """
 
-    def __init__(self, targets: Sequence[float]):
+    def __init__(self, targets: Sequence[float], to_rgb: Callable[[object], np.ndarray]):
         self._order = sorted(range(len(targets)), key=lambda k: targets[k])
         self._taus = [targets[k] for k in self._order]
+        self._to_rgb = to_rgb
         self._next = 0  # first target (in sorted order) without a frame yet
         self.arrays: List[Optional[np.ndarray]] = [None] * len(targets)
         self.times: List[float] = [0.0] * len(targets)
         self._prev = None  # (frame, time, cached ndarray or None)
+        self._skipped: List[float] = []  # sorted times of the packets that may have given no frame
 
     @property
     def done(self) -> bool:
@@ -297,11 +343,19 @@ class _FrameSelector:
     def started(self) -> bool:
         return self._prev is not None
 
+    def skipped(self, t: float) -> None:
+        """A packet of time ``t`` may have given no frame."""
+        bisect.insort(self._skipped, t)
+
     def _assign_prev(self, upto: int) -> None:
         frame, t, arr = self._prev
-        if upto > self._next and arr is None:
-            arr = frame.to_ndarray(format="rgb24")
-            self._prev = (frame, t, arr)
+        if upto > self._next:
+            skip = bisect.bisect_right(self._skipped, t + _TIME_EPS)  # first skip after this frame
+            if skip < len(self._skipped) and self._skipped[skip] <= self._taus[upto - 1] + _TIME_EPS:
+                raise _SkippedFrame()
+            if arr is None:
+                arr = self._to_rgb(frame)
+                self._prev = (frame, t, arr)
         for j in range(self._next, upto):
             self.arrays[self._order[j]] = arr
             self.times[self._order[j]] = t
@@ -326,6 +380,114 @@ class _FrameSelector:
         self._assign_prev(len(self._taus))
 
 
+class _VideoGate:
+    """Decides which video packets are decoded, so that the frames no target takes cost little.
+
+    A target takes the latest frame at or before it, less than a frame period before it; so a frame
+    of time ``t`` is *needed* only when a target lies in ``[t, t + margin)`` (``margin`` a little more
+    than a period: frames further apart are detected by the selector). The packets of the other
+    frames are held back:
+
+    * a keyframe after held packets, once every target before it has the packet of its frame
+      decoded, is a fresh start: the decoder gives out what it holds and is flushed, and the held
+      packets are dropped undecoded. One pass thus jumps forward across every gap between clips
+      that holds a keyframe, without seeking;
+    * a needed packet releases the held ones, decoded with ``skip_frame = "NONREF"``: the frames no
+      other frame refers to (most B-frames) are not decoded at all, the others are, since the
+      needed frames may refer to them;
+    * a packet after the last target, and every one after it, is decoded: the first frame after
+      the last target ends the pass.
+
+    Packets without a timestamp, and the end of the stream, release the held packets in full.
+    Decisions depend on the targets and the packets alone, not on when the decoder gives frames
+    out (which is later, by the B-frame delay and any frame threads).
+    """
+
+    # Yielded by :meth:`admit` for a fresh start: empty the decoder (see :meth:`drain`).
+    DRAIN = object()
+
+    def __init__(self, selector: _FrameSelector, codec, *, targets: Sequence[float], margin: float,
+                 time_base: Optional[float], origin: float):
+        self.selector, self.codec, self.margin = selector, codec, margin
+        self.time_base, self.origin = time_base, origin
+        self._taus = sorted(targets)
+        self._covered = [False] * len(self._taus)  # the packet of the target's frame was decoded
+        self._first_uncovered = 0
+        self.held: List[Tuple[object, float]] = []  # (packet, time), in decode order
+        self._nonref = False
+        self._after_last = False  # a packet after the last target was seen
+        self._restarted_at = -math.inf  # time of the keyframe of the last fresh start
+
+    def _set_nonref(self, nonref: bool) -> None:
+        if nonref != self._nonref:
+            self.codec.skip_frame = "NONREF" if nonref else "DEFAULT"
+            self._nonref = nonref
+
+    def _targets_of(self, t: float) -> range:
+        """Sorted indices of the targets a frame of time ``t`` may be taken by."""
+        lo = bisect.bisect_left(self._taus, t - _TIME_EPS)
+        return range(lo, bisect.bisect_left(self._taus, t + self.margin, lo=lo))
+
+    def _covered_before(self, t: float) -> bool:
+        """Whether every target before time ``t`` has the packet of its frame decoded."""
+        while self._first_uncovered < len(self._taus) and self._covered[self._first_uncovered]:
+            self._first_uncovered += 1
+        return self._first_uncovered == len(self._taus) or self._taus[self._first_uncovered] >= t - _TIME_EPS
+
+    def admit(self, packet, may_restart: bool) -> Iterator[object]:
+        """The packets to decode now, in order: none (``packet`` is held), or the held ones and
+        ``packet``, after :attr:`DRAIN` for a fresh start.
+
+        Decode each before taking the next: the codec's ``skip_frame`` is set for it in between.
+        ``may_restart``: a keyframe may drop the packets held before it.
+        """
+        t = _packet_time(packet, self.time_base, self.origin)
+        if t is None:
+            # Perhaps the end of the stream, whose last frames every later target takes.
+            yield from self._release(nonref=False)
+            yield packet
+            return
+        if packet.is_keyframe and self.held and may_restart and self._covered_before(t):
+            for _, held_time in self.held:
+                self.selector.skipped(held_time)
+            self.held.clear()
+            self._restarted_at = t
+            yield self.DRAIN
+        if t < self._restarted_at - _TIME_EPS:
+            # A frame shown before the keyframe decoding started afresh at, which refers to frames
+            # before it (an open GOP's leading B-frame): it cannot be decoded; should a target want
+            # it, the selector's check has the pass done again without skipping.
+            self.selector.skipped(t)
+            return
+        taken_by = self._targets_of(t)
+        # A frame after the last target tells the selector which frame that target takes, and so
+        # that the pass is over; from then on every packet is decoded, as the decoder gives frames
+        # out only as later packets come in.
+        self._after_last |= bool(self._taus) and t > self._taus[-1] + _TIME_EPS
+        if not taken_by and not self._after_last:
+            self.held.append((packet, t))
+            return
+        for k in taken_by:
+            self._covered[k] = True
+        yield from self._release(nonref=True)
+        yield packet
+
+    def _release(self, nonref: bool) -> Iterator[object]:
+        for held, held_time in self.held:
+            self._set_nonref(nonref)
+            if nonref:
+                self.selector.skipped(held_time)
+            yield held
+        self.held.clear()
+        self._set_nonref(False)
+
+    def drain(self) -> List[object]:
+        """The frames the decoder still holds; it is then flushed, ready for a keyframe."""
+        frames = self.codec.decode(None)
+        self.codec.flush_buffers()
+        return frames
+
+
 class _AudioPlacer:
     """Writes resampled audio into per-clip buffers by the audio frames' timestamps.
 
@@ -340,25 +502,167 @@ class _AudioPlacer:
         self.buffers = [np.zeros(num_samples, dtype=np.float32) for _ in starts]
         self.end = max(self.first) + num_samples  # one past the last sample any clip needs
         self.cursor: Optional[int] = None  # sample index just after the last placed frame
+        self._time_base: Optional[float] = None  # of the resampled frames, from the first one
 
     @property
     def done(self) -> bool:
         return self.cursor is not None and self.cursor >= self.end
 
     def push(self, frame, origin: float) -> None:
-        t = _time(frame, None)
+        if self._time_base is None:
+            self._time_base = _seconds(frame.time_base)
+        t = None if frame.pts is None or self._time_base is None else frame.pts * self._time_base
         if t is None:
             # No timestamp: continue where the previous frame ended.
             offset = self.cursor if self.cursor is not None else 0
         else:
             offset = int(round((t - origin) * self.rate))
-        samples = frame.to_ndarray().reshape(-1)  # fltp mono -> (1, n) -> (n,)
-        n = samples.shape[0]
+        n = frame.samples
+        # fltp mono: one plane of float32 (read in place; ``to_ndarray`` stacks planes, 3x slower).
+        samples = np.frombuffer(frame.planes[0], dtype=np.float32, count=n)
         for first, buf in zip(self.first, self.buffers):
             lo, hi = max(offset, first), min(offset + n, first + self.num_samples)
             if lo < hi:
                 buf[lo - first:hi - first] = samples[lo - offset:hi - offset]
         self.cursor = offset + n
+
+
+def _contiguous(frames: Sequence[object]) -> bool:
+    """Whether each audio frame starts where the one before it ends (to a timestamp tick)."""
+    for a, b in zip(frames, frames[1:]):
+        if a.pts is None or b.pts is None or a.time_base is None or not a.sample_rate:
+            return False
+        if abs(b.pts - a.pts - Fraction(a.samples, a.sample_rate) / a.time_base) > 1:
+            return False
+    return True
+
+
+class _AudioGate:
+    """Decodes the audio packets the clips' windows need, skipping those between windows.
+
+    The windows, merged where less than ``_AUDIO_MERGE_S`` apart, are filled in time order. A packet
+    that ends before the window being filled is not decoded; the last ``_AUDIO_PREROLL_PACKETS`` of
+    those are kept, and decoding resumes with them, after a flush of the decoder, when a packet
+    reaches into the window: codecs whose frames depend on the previous ones (AAC's overlapping
+    transforms, MP3's bit reservoir) then give exact samples from the second one on, before the
+    window starts. A window's decoded audio is resampled in one call once a packet past its end is
+    decoded (the resampler's filter reaches a few samples ahead), by a resampler of its own.
+
+    With ``skip_gaps`` False every packet is decoded and resampled as it comes, by one resampler.
+
+    Every resampler starts on a time where input and output samples coincide (every
+    1 / gcd(input rate, output rate) s from the origin; the samples before it are dropped): it then
+    computes each output sample at the same time, and so the same value, wherever it started. Output
+    samples are placed by their rounded time, so a resampler started off that grid would shift the
+    audio by up to half a sample, depending on where the pass started.
+    """
+
+    def __init__(self, placer: _AudioPlacer, codec, *, time_base: Optional[float], origin: float,
+                 skip_gaps: bool):
+        self.placer, self.codec, self.skip_gaps = placer, codec, skip_gaps
+        self.time_base, self.origin = time_base, origin
+        merge = int(round(_AUDIO_MERGE_S * placer.rate))
+        spans: List[List[int]] = []  # merged windows [first, end) in samples, in time order
+        for first in sorted(placer.first):
+            if spans and first <= spans[-1][1] + merge:
+                spans[-1][1] = max(spans[-1][1], first + placer.num_samples)
+            else:
+                spans.append([first, first + placer.num_samples])
+        self._spans = [(first / placer.rate, end / placer.rate) for first, end in spans]  # seconds
+        self._span = 0  # the span being filled
+        self._recent: Deque[object] = collections.deque(maxlen=_AUDIO_PREROLL_PACKETS)
+        self._resampler = None  # a new one for every span (for the pass without skip_gaps)
+        self._aligning = False  # a new resampler waits for a frame on the grid
+        self._frames: List[object] = []  # decoded frames of the span, from its first on the grid
+
+    @property
+    def done(self) -> bool:
+        return self.placer.done
+
+    def push(self, packet) -> None:
+        """Decode ``packet`` (and the kept ones before it) into the windows, or skip it."""
+        t = _packet_time(packet, self.time_base, self.origin)
+        span = self._spans[self._span] if self.skip_gaps and self._span < len(self._spans) else None
+        if span is not None and t is not None and packet.duration and \
+                t + packet.duration * self.time_base < span[0]:
+            self._recent.append(packet)
+            return
+        packets = [packet]
+        if self._resampler is None or self._recent:
+            if self._recent:
+                self.codec.flush_buffers()
+                packets = [*self._recent, packet]
+                self._recent.clear()
+            self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=self.placer.rate)
+            self._aligning = True
+        for p in packets:
+            for frame in p.decode():
+                if self._aligning:
+                    frame = self._aligned(frame)
+                    if frame is None:
+                        continue
+                    self._aligning = False
+                if self.skip_gaps:
+                    self._frames.append(frame)
+                else:
+                    self._place(self._resampler.resample(frame))
+        if span is not None and t is not None and t >= span[1]:
+            self._resample_span()
+            self._span += 1
+
+    def _place(self, rframes) -> None:
+        for rframe in rframes:
+            self.placer.push(rframe, self.origin)
+
+    def _resample_span(self) -> None:
+        """Resample the span's decoded frames and place them; the next span gets a fresh resampler.
+
+        Frames that follow each other without a gap (every packet of a span is decoded, so unless a
+        packet gave no frame) are resampled in one call: 40 calls a second of 44.1 kHz AAC cost
+        more than the resampling itself. Otherwise one by one, placed by their own times.
+        """
+        frames = self._frames
+        if frames and _contiguous(frames):
+            first = frames[0]
+            arrays = [f.to_ndarray() for f in frames]  # planar: (channels, n); packed: (1, n * channels)
+            whole = av.AudioFrame.from_ndarray(np.concatenate(arrays, axis=1), format=first.format.name,
+                                               layout=first.layout.name)
+            whole.sample_rate, whole.time_base, whole.pts = first.sample_rate, first.time_base, first.pts
+            frames = [whole]
+        for frame in frames:
+            self._place(self._resampler.resample(frame))
+        if self._resampler is not None:
+            self._place(self._resampler.resample(None))
+        self._frames = []
+        self._resampler = None
+
+    def _aligned(self, frame):
+        """``frame`` from its first sample on the grid where input and output samples coincide, or
+        None when it ends before that sample (the frame itself when it has no time)."""
+        t, rate = _time(frame, None), frame.sample_rate
+        if t is None or not rate or frame.time_base is None:
+            return frame
+        grid = math.gcd(rate, self.placer.rate)  # grid points per second
+        steps = (t - self.origin) * grid  # grid points since the origin
+        skip = int(round((math.ceil(steps - _TIME_EPS) - steps) / grid * rate))  # samples to the next one
+        if skip <= 0:
+            return frame
+        if skip >= frame.samples:
+            return None
+        array = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+        array = array[:, skip:] if frame.format.is_planar else array[:, skip * len(frame.layout.channels):]
+        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=frame.format.name,
+                                         layout=frame.layout.name)
+        out.sample_rate, out.time_base = rate, frame.time_base
+        out.pts = frame.pts + int(round(Fraction(skip, rate) / frame.time_base))
+        return out
+
+    def finish(self) -> None:
+        """End of the file: the last samples (the span's, or the resampler's tail)."""
+        if self.skip_gaps:
+            self._resample_span()
+        elif self._resampler is not None and not self.done:
+            self._place(self._resampler.resample(None))
 
 
 class VideoFile:
@@ -384,6 +688,14 @@ class VideoFile:
         # Set once the pts are found unusable: frames are then timed by their dts (or position)
         # relative to the first frame, which needs decoding from the start.
         self._decode_order_times = False
+        # One converter to RGB for every frame: ``frame.to_ndarray(format="rgb24")`` builds a new
+        # swscale context per frame, with a thread pool (1.3-2.9 ms a 320 x 240 frame on a loaded
+        # 2-core machine, against 0.15 ms here); one thread, as data-loader workers have one core each.
+        self._reformatter = VideoReformatter()
+
+    def _to_rgb(self, frame) -> np.ndarray:
+        """(H, W, 3) uint8 RGB pixels of a decoded video frame."""
+        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
     @staticmethod
     def _check_file(path: str) -> str:
@@ -485,6 +797,7 @@ class VideoFile:
         frame_step: float,
         audio_rate: Optional[int] = None,
         audio_duration: Optional[float] = None,
+        skip_gaps: bool = True,
     ) -> DecodedClips:
         """Decode all clips in one sequential pass; see :func:`decode_clips`."""
         if num_frames < 1 or frame_step <= 0:
@@ -505,7 +818,7 @@ class VideoFile:
             duration = self.duration
             frames, times, audio, count = self._decode_pass(
                 starts, targets, audio_starts if want_audio else None, num_samples,
-                audio_rate if want_audio else None)
+                audio_rate if want_audio else None, skip_gaps)
             video, clip_times = [], []
             for c in range(len(starts)):
                 sl = slice(c * num_frames, (c + 1) * num_frames)
@@ -522,15 +835,15 @@ class VideoFile:
                             frame_times=clip_times, duration=duration, frames_decoded=count)
 
     def _frame_time(self, frame, last_time: Optional[float], period: float,
-                    dts_anchor: Optional[int]) -> float:
+                    dts_anchor: Optional[int], time_base: Optional[float]) -> float:
         """Seconds from the origin of a decoded video frame (frames arrive in presentation order).
 
-        Normally its pts. With unusable pts, the dts relative to the first frame's (decoders hand
-        out frames in presentation order, and dts are monotonic there). A frame with no usable
-        timestamp comes one frame period after the previous one.
+        Normally its pts (x ``time_base``, the stream's in seconds). With unusable pts, the dts
+        relative to the first frame's (decoders hand out frames in presentation order, and dts are
+        monotonic there). A frame with no usable timestamp comes one frame period after the previous one.
         """
         if not self._decode_order_times:
-            t = _time(frame, None)
+            t = None if frame.pts is None or time_base is None else frame.pts * time_base
             if t is None:
                 return last_time + period if last_time is not None else 0.0
             t -= self.origin
@@ -545,13 +858,23 @@ class VideoFile:
                 return t
         return last_time + period
 
-    def _decode_pass(self, starts, targets, audio_starts, num_samples, audio_rate):
-        """Seek once near the earliest start and decode; fall back to decoding from the start.
+    def _decode_pass(self, starts, targets, audio_starts, num_samples, audio_rate, skip_gaps):
+        """Seek once near the earliest start and decode; fall back to decoding from the start, and to
+        decoding every frame when frames are further apart than the gaps' margin.
 
         ``audio_starts`` (seconds, None without audio) are the audio windows' starts; a window
         starting before its clip moves the seek earlier.
         """
-        args = (targets, audio_starts, num_samples, audio_rate)
+        try:
+            return self._seek_and_decode(starts, targets, audio_starts, num_samples, audio_rate, skip_gaps)
+        except _SkippedFrame:
+            logger.debug("frames further apart than %g periods in %s, decoding every frame",
+                         _GAP_MARGIN_FRAMES, self.path)
+            return self._seek_and_decode(starts, targets, audio_starts, num_samples, audio_rate, False)
+
+    def _seek_and_decode(self, starts, targets, audio_starts, num_samples, audio_rate, skip_gaps):
+        """:meth:`_decode_pass` but for the fallback to decoding every frame."""
+        args = (targets, audio_starts, num_samples, audio_rate, skip_gaps)
         earliest = min(starts + (list(audio_starts) if audio_starts is not None else []))
         try:
             if earliest > _NO_SEEK_BELOW and not self._decode_order_times:
@@ -570,8 +893,9 @@ class VideoFile:
             self._decode_order_times = True
             return self._decode_from(None, *args)
 
-    def _decode_from(self, seek_to, targets, audio_starts, num_samples, audio_rate):
-        """One demux pass from ``seek_to`` seconds (None: from the first packet)."""
+    def _decode_from(self, seek_to, targets, audio_starts, num_samples, audio_rate, skip_gaps):
+        """One demux pass from ``seek_to`` seconds (None: from the first packet); with ``skip_gaps``
+        the packets between clips are skipped where no selected frame or audio window needs them."""
         if seek_to is not None:
             vs = self.video_stream
             if vs.time_base is None:
@@ -587,51 +911,65 @@ class VideoFile:
             self._rewind()
         self._consumed = True
         vs = self.video_stream  # after _rewind: a reopened container has new stream objects
-        selector = _FrameSelector(targets)
-        placer, resampler = None, None
-        streams = [vs]
-        if audio_rate is not None:
-            placer = _AudioPlacer(audio_starts, num_samples, audio_rate)
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=audio_rate)
-            streams.append(self.audio_stream)
-
+        selector = _FrameSelector(targets, self._to_rgb)
         rate = vs.average_rate or vs.guessed_rate
         period = float(1 / rate) if rate else 0.0
+        time_base = _seconds(vs.time_base)
+        # Frames timed by their order cannot be skipped; without a frame rate there is no margin.
+        gate = None
+        if skip_gaps and period > 0 and not self._decode_order_times and vs.codec_context is not None:
+            gate = _VideoGate(selector, vs.codec_context, targets=targets, margin=_GAP_MARGIN_FRAMES * period,
+                              time_base=time_base, origin=self.origin)
+        audio, streams = None, [vs]
+        if audio_rate is not None:
+            astream = self.audio_stream
+            audio = _AudioGate(_AudioPlacer(audio_starts, num_samples, audio_rate), astream.codec_context,
+                               time_base=_seconds(astream.time_base), origin=self.origin, skip_gaps=skip_gaps)
+            streams.append(self.audio_stream)
+
         last_time: Optional[float] = None
         dts_anchor: Optional[int] = None
         count = 0
-        for packet in self._container.demux(streams):
-            video_done, audio_done = selector.done, placer is None or placer.done
-            if video_done and audio_done:
-                break  # past the last clip end: stop reading the file
-            if packet.stream.index == vs.index:
+        video_index = vs.index
+        try:
+            for packet in self._container.demux(streams):
+                video_done, audio_done = selector.done, audio is None or audio.done
+                if video_done and audio_done:
+                    break  # past the last clip end: stop reading the file
+                if packet.stream_index != video_index:
+                    if not audio_done:
+                        audio.push(packet)
+                    continue
                 if video_done:
                     continue  # keep demuxing only for the audio
-                for frame in packet.decode():
-                    t = self._frame_time(frame, last_time, period, dts_anchor)
-                    if last_time is None:
-                        dts_anchor = frame.dts
-                        if seek_to is not None and t > seek_to + _TIME_EPS:
-                            raise _SeekOvershoot()
-                    last_time = t
-                    count += 1
-                    selector.push(frame, t)
-            elif not audio_done:
-                for frame in packet.decode():
-                    for rframe in resampler.resample(frame):
-                        placer.push(rframe, self.origin)
-        else:
-            # End of file (demux already flushed the decoders): flush the resampler's tail.
-            if placer is not None and not placer.done:
-                for rframe in resampler.resample(None):
-                    placer.push(rframe, self.origin)
+                # Before the first frame after a seek, keep every packet: the seek's check below
+                # needs the frame it landed on.
+                packets = (packet,) if gate is None else gate.admit(
+                    packet, may_restart=seek_to is None or selector.started)
+                for admitted in packets:
+                    for frame in gate.drain() if admitted is _VideoGate.DRAIN else admitted.decode():
+                        t = self._frame_time(frame, last_time, period, dts_anchor, time_base)
+                        if last_time is None:
+                            dts_anchor = frame.dts
+                            if seek_to is not None and t > seek_to + _TIME_EPS:
+                                raise _SeekOvershoot()
+                        last_time = t
+                        count += 1
+                        selector.push(frame, t)
+            else:
+                # End of file (demux already flushed the decoders): flush the resampler's tail.
+                if audio is not None:
+                    audio.finish()
+        finally:
+            if gate is not None:
+                gate.codec.skip_frame = "DEFAULT"  # a fallback pass decodes with this context again
         if not selector.started:
             if seek_to is not None:
                 # Inexact seeking (e.g. MPEG-TS) can land past the only keyframes: no frame at all.
                 raise _SeekOvershoot()
             raise DecodeError(f"no video frames decoded from {self.path}")
         selector.finish()
-        buffers = placer.buffers if placer is not None else None
+        buffers = audio.placer.buffers if audio is not None else None
         return selector.arrays, selector.times, buffers, count
 
 
@@ -654,12 +992,15 @@ def decode_clips(
     audio_rate: Optional[int] = None,
     audio_duration: Optional[float] = None,
     threads: bool = False,
+    skip_gaps: bool = True,
 ) -> DecodedClips:
     """Decode several clips (and their audio) from one video in a single sequential pass.
 
     The file is demuxed once, video and audio together: one seek to the keyframe before the earliest
     start (none when it is ~0), decoding stops once every clip's last frame and audio sample is
-    known. Only selected frames are converted to RGB arrays.
+    known. Between clips, only the frames later frames refer to are decoded, none past a keyframe,
+    and only the audio packets next to the clips' windows (see the module docstring). Only selected
+    frames are converted to RGB arrays.
 
     Args:
         path: video file (any iopath path).
@@ -670,6 +1011,10 @@ def decode_clips(
         audio_duration: seconds of audio per clip, centred on the clip's centre (may reach before
             the file's start or past its end: zeros there); None = the clip's span.
         threads: multi-threaded video decoding (``stream.thread_type = "AUTO"``).
+        skip_gaps: skip what lies between clips (the default); False decodes every video frame and
+            audio packet from the seek on, as a plain PyAV reader does (same frames and samples,
+            slower: the baseline of ``tools/benchmark.py loader``, and a way round a decoder that
+            mishandles ``skip_frame``).
 
     Returns:
         :class:`DecodedClips` with per clip a uint8 (T, H, W, 3) tensor and, with ``audio_rate``, a
@@ -682,7 +1027,7 @@ def decode_clips(
     """
     with open_video(path, threads=threads) as video:
         return video.decode_clips(clip_starts, num_frames=num_frames, frame_step=frame_step,
-                                  audio_rate=audio_rate, audio_duration=audio_duration)
+                                  audio_rate=audio_rate, audio_duration=audio_duration, skip_gaps=skip_gaps)
 
 
 def get_duration(path: str) -> float:

@@ -8,28 +8,102 @@ A batch is the default collate of the dataset's sample dicts::
     "skip_reasons": (B, R) int64, R = len(bad_input.SKIP_REASONS) (a fixed length, so the default
     collate stacks it in any worker)
 
-Randomness of the train loader is a function of (RNG_SEED, epoch, rank) alone, so that a run resumed
-from a checkpoint draws the same data as an uninterrupted one: :func:`shuffle_dataset` reseeds the
-loader's own generator every epoch, and that generator gives both the shuffle order and the DataLoader
-workers' base seed (worker ``i`` seeds torch, numpy and python with base + ``i``; the dataset's clip
-sampler and transforms draw from those). Train workers are therefore not persistent: a persistent
-worker draws its seed once, on the first epoch of the process, and carries its stream on.
+Randomness of the train loader is a function of (RNG_SEED, epoch, rank, position in the epoch) alone:
+a :class:`SeededSampler` pairs every index it yields with a seed derived from those, and the dataset
+draws that sample's clip starts, substitutes for bad videos and augmentation from generators seeded
+with it (:class:`~stica_slowfast.data.datasets.SeededIndex`). So a sample does not depend on the
+number of workers, on which worker loads it, nor on what that worker loaded before, and a run resumed
+from a checkpoint draws the same data as an uninterrupted one while the workers stay alive across
+epochs (persistent). :func:`shuffle_dataset` gives the sampler its epoch, which reseeds the shuffle
+order. The DataLoader's own generator only draws the workers' base seed, which no sample uses. A
+registered dataset that is not a :class:`~stica_slowfast.data.datasets.VideoDataset` gets plain int
+indices (with a warning): its draws then come from the workers' generators.
 """
 
-from typing import Optional, Sequence
+import logging
+from typing import Iterator, List, Optional, Sequence, Union
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from stica_slowfast.data.datasets import SeededIndex, VideoDataset
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils import distributed as du
-from stica_slowfast.utils.misc import derive_seed
+from stica_slowfast.utils.misc import derive_seed, derive_seeds
 
-__all__ = ["build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SeededSampler",
+    "build_dataset",
+    "construct_loader",
+    "shuffle_dataset",
+    "per_process_batch_size",
+]
 
 SPLITS = ("train", "val", "test")
+# Streams of derive_seed(RNG_SEED, epoch, rank, stream): the trainer seeds the process's own RNGs from
+# stream 0.
+_SHUFFLE_STREAM, _SAMPLE_STREAM, _WORKER_STREAM = 1, 2, 3
+
+
+class SeededSampler(Sampler[SeededIndex]):
+    """Pairs each index of ``sampler`` with the seed of that sample's random draws.
+
+    The ``p``-th index of epoch ``e`` on rank ``r`` gets ``derive_seeds(seed, e, r, 2, count=n)[p]``
+    (``n`` indices an epoch; seed ``p`` does not depend on ``n``), so the samples of an epoch depend on
+    (seed, epoch, rank, position) only.
+
+    Args:
+        sampler: the order: a RandomSampler with a generator of its own (reseeded by
+            :meth:`set_epoch` from (seed, epoch, rank)), a DistributedSampler (given the epoch and
+            the seed), or any other sampler (used as it is).
+        seed: the run's RNG_SEED.
+        rank: this process's rank.
+        with_seeds: False yields the plain indices (still reshuffled by :meth:`set_epoch`), for a
+            dataset that only takes ints.
+    """
+
+    def __init__(self, sampler: Sampler[int], *, seed: int, rank: int, with_seeds: bool = True):
+        self.sampler, self.seed, self.rank, self.epoch = sampler, int(seed), int(rank), 0
+        self.with_seeds = bool(with_seeds)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
+        """Draw epoch ``epoch`` (0-based) next, from ``seed`` (default: the one given before)."""
+        self.epoch = int(epoch)
+        if seed is not None:
+            self.seed = int(seed)
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.seed = self.seed
+            self.sampler.set_epoch(self.epoch)
+        elif getattr(self.sampler, "generator", None) is not None:
+            self.sampler.generator.manual_seed(derive_seed(self.seed, self.epoch, self.rank, _SHUFFLE_STREAM))
+
+    def __iter__(self) -> Iterator[Union[SeededIndex, int]]:
+        if not self.with_seeds:
+            yield from (int(index) for index in self.sampler)
+            return
+        seeds = derive_seeds(self.seed, self.epoch, self.rank, _SAMPLE_STREAM, count=len(self.sampler))
+        for index, seed in zip(self.sampler, seeds, strict=True):
+            yield SeededIndex(int(index), int(seed))
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _Subset(Subset):
+    """A Subset that also maps the index of a :class:`SeededIndex` (and keeps its seed)."""
+
+    def __getitem__(self, idx: Union[int, SeededIndex]):
+        if isinstance(idx, tuple):
+            return self.dataset[SeededIndex(self.indices[idx[0]], idx[1])]
+        return self.dataset[self.indices[idx]]
+
+    def __getitems__(self, indices: List[Union[int, SeededIndex]]) -> list:
+        return [self[i] for i in indices]
 
 
 def per_process_batch_size(global_batch: int, world_size: int) -> int:
@@ -71,62 +145,65 @@ def construct_loader(
 
     Returns:
         A DataLoader with batch TRAIN.BATCH_SIZE (train) or TEST.BATCH_SIZE (val/test) divided by the
-        world size. Train shuffles and drops the last incomplete batch; val/test keep order and every
-        video. With more than one process a DistributedSampler (seeded with RNG_SEED) shards the
-        videos. Train loaders carry a generator seeded for epoch 0; call :func:`shuffle_dataset`
-        before every epoch.
+        world size, and persistent workers. Train shuffles, drops the last incomplete batch and seeds
+        every sample (a :class:`SeededSampler`, set for epoch 0: call :func:`shuffle_dataset` before
+        every epoch); val/test keep order and every video. With more than one process a
+        DistributedSampler (seeded with RNG_SEED) shards the videos.
     """
     dataset = build_dataset(cfg, split, sampling)
     if subset is not None:
-        dataset = Subset(dataset, list(subset))
+        dataset = _Subset(dataset, list(subset))
     is_train = (split if sampling is None else sampling) == "train"
-    world = du.get_world_size()
+    world, rank = du.get_world_size(), du.get_rank()
     batch = per_process_batch_size(cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE, world)
-    sampler: Optional[DistributedSampler] = None
+    sampler: Optional[Sampler] = None
     if world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=du.get_rank(), shuffle=is_train,
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=is_train,
                                      drop_last=is_train, seed=int(cfg.RNG_SEED))
+    generator = None
+    if is_train:
+        order = sampler if sampler is not None else RandomSampler(dataset, generator=torch.Generator())
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        with_seeds = isinstance(base, VideoDataset)
+        if not with_seeds:
+            logger.warning("%s is not a VideoDataset: its train samples are indexed by int and draw from "
+                           "the DataLoader workers' generators, which persistent workers carry across "
+                           "epochs, so a resumed run may draw other samples", type(base).__name__)
+        sampler = SeededSampler(order, seed=cfg.RNG_SEED, rank=rank, with_seeds=with_seeds)
+        # It only draws the workers' base seed, on each new iterator (once per process with persistent
+        # workers). From torch's global generator that draw would shift the model's draws in the
+        # process's first epoch only, and so differ between a resumed and an uninterrupted run.
+        generator = torch.Generator().manual_seed(derive_seed(cfg.RNG_SEED, 0, rank, _WORKER_STREAM))
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
-    generator = torch.Generator().manual_seed(_epoch_seed(cfg.RNG_SEED, 0)) if is_train else None
     return DataLoader(
         dataset,
         batch_size=batch,
-        shuffle=is_train and sampler is None,
         sampler=sampler,
         num_workers=workers,
         # Pinned memory only helps host-to-GPU copies.
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and cfg.NUM_GPUS > 0,
         drop_last=is_train,
         generator=generator,
-        # Evaluation draws nothing at random: keep its workers (and opened libraries) across passes.
-        # Train workers restart every epoch to take that epoch's seed (see the module docstring).
-        persistent_workers=workers > 0 and not is_train,
+        # Workers (and the libraries they opened) live across epochs: no sample depends on them.
+        persistent_workers=workers > 0,
     )
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    # Stream 1 of (seed, epoch, rank): the trainer seeds the process's own RNGs from stream 0.
-    return derive_seed(seed, epoch, du.get_rank(), 1)
 
 
 def shuffle_dataset(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> None:
     """Prepare ``loader`` for epoch ``epoch`` (0-based).
 
-    Gives a DistributedSampler the epoch, so each epoch shuffles differently, and with ``seed``
-    reseeds the loader's generator from (``seed``, ``epoch``, rank), so that the shuffle order of one
-    process and the workers' seeds of this epoch do not depend on earlier epochs.
+    Gives its sampler the epoch: a train loader's :class:`SeededSampler` then draws the shuffle order
+    and the samples' seeds of (seed, ``epoch``, rank), whatever ran before; a DistributedSampler
+    shuffles differently each epoch.
 
     Args:
         loader: a loader from :func:`construct_loader`.
         epoch: the epoch about to start.
-        seed: the run's RNG_SEED; None leaves the loader's generator as it is.
+        seed: the run's RNG_SEED; None keeps the seed the loader was built with.
     """
-    if seed is not None and loader.generator is not None:
-        loader.generator.manual_seed(_epoch_seed(seed, epoch))
-    sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    inner = getattr(batch_sampler, "sampler", None)
-    if inner is not sampler and isinstance(inner, DistributedSampler):
-        inner.set_epoch(epoch)
+    samplers = [loader.sampler, getattr(loader.batch_sampler, "sampler", None)]
+    for sampler in dict.fromkeys(s for s in samplers if s is not None):  # each once, in order
+        if isinstance(sampler, SeededSampler):
+            sampler.set_epoch(epoch, seed)
+        elif isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)

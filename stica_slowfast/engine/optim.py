@@ -29,16 +29,21 @@ norm parameters and biases (as in SimCLR/BYOL) without re-deriving which paramet
     "norm"      BN.WEIGHT_DECAY       True           params of BatchNorm/SyncBN/GroupNorm/LayerNorm/...
     "no_decay"  0                     True           every <= 1-dim param when SOLVER.ZERO_WD_1D_PARAM
 
-A group may carry ``"lr_scale"``; :func:`set_lr` multiplies the scheduled LR by it.
+A group may carry ``"lr_scale"``; :func:`set_lr` multiplies the scheduled LR by it. A model asks for
+such groups with an ``lr_scales`` attribute, ``{submodule name: multiplier}`` (e.g. RhoBYOL's
+``{"predictor": 10.0}``): the parameters under that submodule then form groups of their own (named
+e.g. ``"decay@predictor"``), with the same decay rules.
 """
 
 import bisect
 import math
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
+
+from stica_slowfast.utils.misc import unwrap
 
 __all__ = [
     "NORM_TYPES",
@@ -79,8 +84,9 @@ def build_param_groups(
     weight_decay: float,
     norm_weight_decay: float,
     zero_wd_1d: bool,
+    lr_scales: Optional[Mapping[str, float]] = None,
 ) -> List[Dict[str, Any]]:
-    """Split the trainable parameters of ``model`` into weight-decay / LARS groups.
+    """Split the trainable parameters of ``model`` into weight-decay / LARS (/ LR-scale) groups.
 
     cfg-free so that other optimisers (LARS) and tests can call it directly; see the module docstring
     for the groups. Parameters with ``requires_grad=False`` (frozen backbones, momentum encoders) are
@@ -92,19 +98,36 @@ def build_param_groups(
         norm_weight_decay: Decay of norm-layer parameters (``BN.WEIGHT_DECAY``).
         zero_wd_1d: Put every parameter with at most one dimension (biases, norm affine parameters,
             learnable scalars) in a group without weight decay (``SOLVER.ZERO_WD_1D_PARAM``).
+        lr_scales: ``{submodule name: LR multiplier}`` (names as in ``named_modules()`` of the
+            unwrapped model); the parameters under such a submodule go to groups of their own with
+            ``"lr_scale"``. A name that matches no submodule is a ValueError.
 
     Returns:
         A list of param-group dicts with keys ``"params"``, ``"weight_decay"``, ``"lars_exclude"`` and
-        ``"name"``, in a fixed order (decay, decay_1d, norm, no_decay); empty groups are dropped.
+        ``"name"`` (and ``"lr_scale"`` for scaled groups), in a fixed order (decay, decay_1d, norm,
+        no_decay, then the same for each scaled submodule); empty groups are dropped.
     """
-    groups: Dict[str, Dict[str, Any]] = {
-        "decay": {"params": [], "weight_decay": weight_decay, "lars_exclude": False},
-        "decay_1d": {"params": [], "weight_decay": weight_decay, "lars_exclude": True},
-        "norm": {"params": [], "weight_decay": norm_weight_decay, "lars_exclude": True},
-        "no_decay": {"params": [], "weight_decay": 0.0, "lars_exclude": True},
+    base = {
+        "decay": {"weight_decay": weight_decay, "lars_exclude": False},
+        "decay_1d": {"weight_decay": weight_decay, "lars_exclude": True},
+        "norm": {"weight_decay": norm_weight_decay, "lars_exclude": True},
+        "no_decay": {"weight_decay": 0.0, "lars_exclude": True},
     }
+    scales = dict(lr_scales or {})
+    modules = dict(unwrap(model).named_modules())
+    unknown = sorted(set(scales) - set(modules))
+    if unknown:
+        raise ValueError(f"lr_scales names no submodule of the model: {unknown}")
+    groups: Dict[str, Dict[str, Any]] = {}
+    for owner in ["", *scales]:
+        for kind, options in base.items():
+            name = f"{kind}@{owner}" if owner else kind
+            groups[name] = {"params": [], **options, **({"lr_scale": float(scales[owner])} if owner else {})}
     seen = set()
-    for module in model.modules():
+    for module_name, module in modules.items():
+        # The innermost scaled submodule holding this module, if any.
+        owner = max((o for o in scales if module_name == o or module_name.startswith(o + ".")),
+                    key=len, default="")
         is_norm = isinstance(module, NORM_TYPES)
         for param in module.parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
@@ -118,12 +141,12 @@ def build_param_groups(
                 name = "decay_1d"
             else:
                 name = "decay"
-            groups[name]["params"].append(param)
+            groups[f"{name}@{owner}" if owner else name]["params"].append(param)
     return [dict(group, name=name) for name, group in groups.items() if group["params"]]
 
 
 def get_param_groups(model: nn.Module, cfg: CfgNode) -> List[Dict[str, Any]]:
-    """:func:`build_param_groups` with the decays read from ``cfg``.
+    """:func:`build_param_groups` with the decays read from ``cfg`` and the model's ``lr_scales``.
 
     Args:
         model: The model to optimise.
@@ -137,6 +160,7 @@ def get_param_groups(model: nn.Module, cfg: CfgNode) -> List[Dict[str, Any]]:
         weight_decay=float(cfg.SOLVER.WEIGHT_DECAY),
         norm_weight_decay=float(cfg.BN.WEIGHT_DECAY),
         zero_wd_1d=bool(cfg.SOLVER.ZERO_WD_1D_PARAM),
+        lr_scales=getattr(unwrap(model), "lr_scales", None),
     )
 
 

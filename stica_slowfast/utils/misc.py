@@ -31,8 +31,20 @@ def derive_seed(seed: int, *keys: int) -> int:
     Returns:
         An int in ``[0, 2**32)``, valid for python, numpy and torch.
     """
+    return int(derive_seeds(seed, *keys, count=1)[0])
+
+
+def derive_seeds(seed: int, *keys: int, count: int) -> np.ndarray:
+    """The first ``count`` seeds of the stream of (``seed``, ``keys``), in one call.
+
+    Seed ``i`` does not depend on ``count``, and seed 0 is :func:`derive_seed` ``(seed, *keys)``;
+    about 0.2 us a seed where :func:`derive_seed` takes 20 us.
+
+    Returns:
+        ``count`` seeds, uint32 (``int()`` of one is valid for python, numpy and torch).
+    """
     entropy = [seed % 2**64, *(int(k) for k in keys)]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
+    return np.random.SeedSequence(entropy).generate_state(count, np.uint32)
 
 
 def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:

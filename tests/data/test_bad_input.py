@@ -28,6 +28,7 @@ from stica_slowfast.data.bad_input import (
 from stica_slowfast.data.datasets import (
     BadLineError,
     Kinetics,
+    SeededIndex,
     read_hmdb51_split,
     read_kinetics_csv,
     read_ucf101_split,
@@ -360,6 +361,10 @@ def test_substitutes_are_never_retried_for_the_same_sample(media, tmp_path):
             assert s["index"] == 2 and s["valid"] and s["skipped"] in (1, 2)
             counts = s["skip_reasons"].tolist()
             assert counts[SKIP_REASONS.index("undecodable")] <= 1 and counts[SKIP_REASONS.index("empty")] <= 1
+    # Indexed with a seed (as train loaders do), the substitutes follow the seed alone.
+    skipped = [ds[SeededIndex(0, seed)]["skipped"] for seed in range(10)]
+    assert skipped == [ds[SeededIndex(0, seed)]["skipped"] for seed in range(10)]
+    assert set(skipped) == {1, 2}
     write_csv(tmp_path / "train.csv", [f"{media / 'random.mp4'} 0", f"{media / 'zero.mp4'} 1"])
     with pytest.raises(RuntimeError, match=r"3 undecodable videos in a row .*random.mp4' "
                                            r"\((empty: 1, undecodable: 2|empty: 2, undecodable: 1)\)"):

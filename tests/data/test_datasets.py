@@ -13,6 +13,7 @@ from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.datasets import (
     Hmdb51,
     Kinetics,
+    SeededIndex,
     Ucf101,
     read_hmdb51_split,
     read_kinetics_csv,
@@ -260,6 +261,23 @@ def test_train_is_reproducible_from_torch_seed(media):
         out.append([ds[0]["video"][0] for _ in range(2)])
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
     assert not torch.equal(out[0][0], out[0][1])
+
+
+def test_seeded_index_draws_from_its_seed_only(media):
+    write_csv(media / "k", "train", [("a.mp4", 2), ("ramp.mp4", 0)])
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos")})
+    ds = Kinetics(cfg, "train")
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    first = ds[SeededIndex(1, 5)]
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is left as it was
+    ds[0], ds[1]  # draws from the process's generators
+    torch.manual_seed(1)
+    again = Kinetics(cfg, "train")[(1, 5)]  # another dataset, another process state, a plain tuple
+    assert first["index"] == again["index"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(first["video"], again["video"]))
+    other = ds[SeededIndex(1, 6)]
+    assert not all(torch.equal(a, b) for a, b in zip(first["video"], other["video"]))
 
 
 def test_clip_distance_bounds_reach_the_sampler(media):

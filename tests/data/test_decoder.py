@@ -1,5 +1,6 @@
 """Decoder: which frames are selected, audio alignment, one-pass seeking, errors, clip starts."""
 
+import logging
 import math
 
 import av
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from stica_slowfast.data import decoder
 from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.decoder import (
     DecodeError,
@@ -115,13 +117,16 @@ def test_clip_past_end_repeats_last_frame(videos):
 
 def test_one_pass_seeks_and_stops_early(videos):
     step = 0.1
-    # One clip late in the file: the seek skips to the keyframe at frame 50 and decoding stops
-    # at the first frame after the last target (2.7 s -> frame 68).
+    # One clip late in the file: the seek skips to the keyframe at frame 50, and decoding every
+    # frame stops at the first frame after the last target (2.7 s -> frame 68); skipping the frames
+    # no target takes decodes fewer.
+    out = decode_clips(videos["gop"], [2.0], num_frames=8, frame_step=step, skip_gaps=False)
+    assert out.frames_decoded == 69 - 50
     out = decode_clips(videos["gop"], [2.0], num_frames=8, frame_step=step)
     assert frame_indices(out.video[0]) == expected_indices(2.0, 8, step, 25, 75)
-    assert out.frames_decoded == 69 - 50
+    assert out.frames_decoded < 69 - 50
     # A clip at the start never reads the end of the file.
-    out = decode_clips(videos["gop"], [0.0], num_frames=8, frame_step=step)
+    out = decode_clips(videos["gop"], [0.0], num_frames=8, frame_step=step, skip_gaps=False)
     assert out.frames_decoded == 19
     # Several clips (not sorted) in one pass keep their order and match separate decodes.
     starts = [2.2, 0.43, 1.31]
@@ -138,6 +143,44 @@ def test_threaded_decode_matches(videos):
     b = decode_clips(videos["gop"], [0.3, 1.7], num_frames=6, frame_step=0.2, threads=True)
     for x, y in zip(a.video, b.video):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("name,starts", [("v25", [1.5, 0.0]), ("gop", [2.3, 0.1, 1.1])])
+def test_skipping_gaps_decodes_less_for_the_same_clips(videos, name, starts):
+    """Between clips only the frames later ones refer to are decoded (v25: one keyframe, B-frames), or
+    none before a keyframe (gop), and only the audio next to the windows: the clips, their frame
+    times and audio are those of decoding every frame, and of decoding each clip alone."""
+    kw = dict(num_frames=4, frame_step=0.1, audio_rate=16000)
+    fast = decode_clips(videos[name], starts, **kw)
+    full = decode_clips(videos[name], starts, skip_gaps=False, **kw)
+    assert fast.frames_decoded < full.frames_decoded
+    assert fast.frame_times == full.frame_times
+    for c, start in enumerate(starts):
+        alone = decode_clips(videos[name], [start], skip_gaps=False, **kw)
+        for video, audio in ((full.video[c], full.audio[c]), (alone.video[0], alone.audio[0])):
+            assert torch.equal(fast.video[c], video)
+            # The same samples, but for float rounding (resampled in one call or frame by frame).
+            torch.testing.assert_close(fast.audio[c], audio, rtol=0, atol=1e-4)
+    # The pixels are PyAV's own RGB conversion of the frames the times name.
+    with av.open(videos[name]) as c:
+        reference = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for clip, times in zip(fast.video, fast.frame_times):
+        for frame, t in zip(clip, times):
+            assert np.array_equal(frame.numpy(), reference[round(t * 25)])
+
+
+def test_frames_further_apart_than_the_margin_are_decoded_in_full(videos, monkeypatch, caplog):
+    """A target whose frame lies in a skipped stretch makes the pass start again without skipping:
+    same clips. Forced here by a margin of a tenth of a frame period, as frames further apart than
+    the margin would: the first clip's targets lie 0.01 s after its frames, so none of its B-frames
+    is decoded before the second clip's frames are."""
+    monkeypatch.setattr(decoder, "_GAP_MARGIN_FRAMES", 0.1)
+    starts = [0.01, 1.0]
+    with caplog.at_level(logging.DEBUG, logger=decoder.__name__):
+        out = decode_clips(videos["v25"], starts, num_frames=8, frame_step=0.04)
+    assert "decoding every frame" in caplog.text
+    for start, clip in zip(starts, out.video):
+        assert frame_indices(clip) == expected_indices(start, 8, 0.04, 25, 50)
 
 
 @pytest.mark.parametrize("rate", [16000, 8000])

@@ -1,4 +1,4 @@
-"""Loaders: batch layout, per-process batch size, samplers, worker RNG streams."""
+"""Loaders: batch layout, per-process batch size, samplers, per-sample seeds."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,8 @@ import stica_slowfast.data  # noqa: F401  (registers the datasets)
 from stica_slowfast.config import get_cfg, merge_from_list
 from stica_slowfast.data import loader as loader_mod
 from stica_slowfast.data.av_writer import write_video
-from stica_slowfast.data.loader import construct_loader, per_process_batch_size, shuffle_dataset
+from stica_slowfast.data.loader import SeededSampler, construct_loader, per_process_batch_size, shuffle_dataset
+from stica_slowfast.utils.misc import derive_seeds
 
 NUM_VIDEOS = 6
 
@@ -47,7 +48,8 @@ def make_cfg(data_dir, **overrides):
 
 def test_train_batch_layout(data_dir):
     loader = construct_loader(make_cfg(data_dir), "train")
-    assert isinstance(loader.sampler, RandomSampler) and loader.drop_last
+    assert isinstance(loader.sampler, SeededSampler) and isinstance(loader.sampler.sampler, RandomSampler)
+    assert loader.drop_last
     assert loader.batch_size == 4 and len(loader) == NUM_VIDEOS // 4
     assert not loader.pin_memory  # PIN_MEMORY is True by default, but NUM_GPUS is 0
     (batch,) = list(loader)
@@ -91,25 +93,48 @@ def test_per_process_batch_size():
 
 
 def test_distributed_sampler_and_epochs(data_dir, monkeypatch):
-    # Pretend to be rank 1 of 2: the loader shards with a DistributedSampler.
+    # Pretend to be rank r of 2: the loader shards with a DistributedSampler inside the SeededSampler.
     monkeypatch.setattr(loader_mod.du, "get_world_size", lambda: 2)
-    monkeypatch.setattr(loader_mod.du, "get_rank", lambda: 1)
     cfg = make_cfg(data_dir)
-    train = construct_loader(cfg, "train")
-    assert isinstance(train.sampler, DistributedSampler)
-    assert train.batch_size == 2 and train.sampler.shuffle and train.sampler.drop_last
-    orders = []
+    pairs = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(loader_mod.du, "get_rank", lambda: rank)
+        train = construct_loader(cfg, "train")
+        inner = train.sampler.sampler
+        assert isinstance(inner, DistributedSampler)
+        assert train.batch_size == 2 and inner.shuffle and inner.drop_last and len(train.sampler) == 3
+        pairs[rank] = []
+        for epoch in range(4):
+            shuffle_dataset(train, epoch)
+            assert train.sampler.epoch == inner.epoch == epoch
+            pairs[rank].append(list(train.sampler))
     for epoch in range(4):
-        shuffle_dataset(train, epoch)
-        assert train.sampler.epoch == epoch
-        orders.append(tuple(train.sampler))
-    assert len(set(orders)) > 1  # the order changes with the epoch
+        # The ranks split the 6 videos of every epoch, and no two samples share a seed.
+        indices = [i for rank in (0, 1) for i, _ in pairs[rank][epoch]]
+        assert sorted(indices) == list(range(NUM_VIDEOS))
+        assert len({seed for rank in (0, 1) for _, seed in pairs[rank][epoch]}) == NUM_VIDEOS
+        for rank in (0, 1):
+            assert [s for _, s in pairs[rank][epoch]] == list(derive_seeds(cfg.RNG_SEED, epoch, rank, 2, count=3))
+    assert len({tuple(i for i, _ in p) for p in pairs[1]}) > 1  # the order changes with the epoch
+    # Evaluation keeps every video (padding the last rank by repeating) in order, unseeded.
     test = construct_loader(cfg, "test")
-    assert not test.sampler.shuffle and test.batch_size == 2
+    assert isinstance(test.sampler, DistributedSampler) and not test.sampler.shuffle
+    assert test.batch_size == 2
     assert [i for b in test for i in b["index"].tolist()] == [1, 3, 5]
     cfg.TEST.BATCH_SIZE = 3
     with pytest.raises(ValueError):
         construct_loader(cfg, "test")
+
+
+def test_distributed_sampler_pads_evaluation_and_trims_training(data_dir, monkeypatch):
+    # 6 videos over 4 ranks: evaluation pads to 8 (2 per rank, repeating videos 0 and 1), training
+    # drops to 4 (1 per rank).
+    monkeypatch.setattr(loader_mod.du, "get_world_size", lambda: 4)
+    monkeypatch.setattr(loader_mod.du, "get_rank", lambda: 3)
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 4, "TEST.BATCH_SIZE": 4})
+    assert [i for b in construct_loader(cfg, "val") for i in b["index"].tolist()] == [3, 1]
+    train = construct_loader(cfg, "train")
+    assert len(train.sampler) == 1 and len(list(train)) == 1
 
 
 def first_frame_levels(batch) -> list:
@@ -117,33 +142,103 @@ def first_frame_levels(batch) -> list:
     return [round(float(v[:, 0].mean()), 4) for v in batch["video"][0]]
 
 
-def test_workers_draw_different_reproducible_streams(data_dir):
-    # Every video is the same file, so differences come only from the random draws.
-    cfg = make_cfg(data_dir, **{"DATA_LOADER.NUM_WORKERS": 2, "TRAIN.BATCH_SIZE": 1})
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(7)
+def epoch_batches(loader, epoch, seed=None) -> list:
+    shuffle_dataset(loader, epoch, seed=seed)
+    return list(loader)
+
+
+def assert_same_batches(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], list):  # "video", "audio": one tensor per view
+                assert all(torch.equal(x, y) for x, y in zip(a[key], b[key])), key
+            else:
+                assert torch.equal(a[key], b[key]), key
+
+
+def test_samples_do_not_depend_on_workers_or_persistence(data_dir):
+    # Every video is the same file, so the samples differ only by their random draws (clip starts,
+    # crops, flips, audio). Batch 1, so that with 2 workers each loads every other sample.
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 1})
+    want = [epoch_batches(construct_loader(cfg, "train"), epoch) for epoch in (0, 1)]
+    assert [b["index"].item() for b in want[0]] != [b["index"].item() for b in want[1]]
+    levels = [first_frame_levels(b) for b in want[0]]
+    assert len(set(map(tuple, levels))) > 1  # the samples of one epoch differ
+    assert levels != [first_frame_levels(b) for b in want[1]]  # and so do two epochs
+    for workers in (1, 2):
+        cfg.DATA_LOADER.NUM_WORKERS = workers
         loader = construct_loader(cfg, "train")
-        assert not loader.persistent_workers  # train workers restart to take each epoch's seed
-        runs.append([first_frame_levels(b) for b in loader])
+        assert loader.persistent_workers
+        # Two epochs from the same (persistent) workers, then epoch 1 again from fresh workers.
+        torch.manual_seed(workers)  # the process's own RNG state plays no part
+        got = [epoch_batches(loader, epoch) for epoch in (0, 1)]
         del loader
-    assert runs[0] == runs[1]  # same seed, same samples
-    # Workers take batches in turn (0, 2, 4 from worker 0; 1, 3, 5 from worker 1): with one seed
-    # for both they would draw the same sequence.
-    assert runs[0][0::2] != runs[0][1::2]
+        assert_same_batches(got[0], want[0])
+        assert_same_batches(got[1], want[1])
+        assert_same_batches(epoch_batches(construct_loader(cfg, "train"), 1), want[1])
+
+
+def test_loading_leaves_the_process_rng_alone(data_dir):
+    # With NUM_WORKERS 0 the samples are drawn in the trainer's own process: the model's draws must
+    # not depend on them.
+    loader = construct_loader(make_cfg(data_dir), "train")
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    epoch_batches(loader, 0)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_train_draws_depend_on_seed_and_epoch_only(data_dir):
     # What a resumed run relies on: epoch e draws the same order and clips whether or not the epochs
-    # before it ran in this process.
+    # before it ran in this process (and its workers).
     cfg = make_cfg(data_dir, **{"DATA_LOADER.NUM_WORKERS": 1, "TRAIN.BATCH_SIZE": 1})
 
-    def draws(loader, epoch):
-        shuffle_dataset(loader, epoch, seed=cfg.RNG_SEED)
-        return [(b["index"].tolist(), first_frame_levels(b)) for b in loader]
+    def draws(loader, epoch):  # as the trainer calls it
+        batches = epoch_batches(loader, epoch, seed=cfg.RNG_SEED)
+        return [(b["index"].tolist(), first_frame_levels(b)) for b in batches]
 
     uninterrupted = construct_loader(cfg, "train")
     epochs = [draws(uninterrupted, epoch) for epoch in range(3)]
-    torch.manual_seed(123)  # the process's own RNG state plays no part
+    torch.manual_seed(123)
     assert draws(construct_loader(cfg, "train"), 2) == epochs[2]
     assert epochs[1] != epochs[2]
+    cfg.RNG_SEED = 8
+    assert draws(construct_loader(cfg, "train"), 2) != epochs[2]
+
+
+def test_train_subset_keeps_full_split_indices_and_seeds(data_dir):
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 2})
+    loader = construct_loader(cfg, "train", subset=[1, 3, 4, 5])
+    assert len(loader) == 2
+    batches = epoch_batches(loader, 0)
+    assert sorted(i for b in batches for i in b["index"].tolist()) == [1, 3, 4, 5]
+    assert_same_batches(epoch_batches(construct_loader(cfg, "train", subset=[1, 3, 4, 5]), 0), batches)
+    # The kNN monitor's bank: train videos read as val, in order, unseeded.
+    bank = construct_loader(cfg, "train", sampling="val", subset=[1, 3, 4])
+    assert [i for b in bank for i in b["index"].tolist()] == [1, 3, 4]
+
+
+class RandomNumbers(torch.utils.data.Dataset):
+    """A registered dataset of another kind: int indices only."""
+
+    def __init__(self, cfg, split, sampling=None):
+        pass
+
+    def __len__(self):
+        return NUM_VIDEOS
+
+    def __getitem__(self, index):
+        return {"index": int(index), "x": torch.rand(())}
+
+
+def test_other_datasets_get_int_indices_with_a_warning(data_dir, monkeypatch, caplog):
+    monkeypatch.setattr(loader_mod, "get_dataset_class", lambda name: RandomNumbers)
+    with caplog.at_level("WARNING", logger="stica_slowfast.data.loader"):
+        loader = construct_loader(make_cfg(data_dir), "train")
+    assert "RandomNumbers is not a VideoDataset" in caplog.text
+    for epoch in (0, 1):
+        indices = [i for b in epoch_batches(loader, epoch) for i in b["index"].tolist()]
+        assert len(set(indices)) == 4 and set(indices) <= set(range(NUM_VIDEOS))
+

@@ -192,3 +192,17 @@ def test_sequential_gives_the_gradients_of_per_clip_encoding(name):
             torch.testing.assert_close(a.grad, b.grad, msg=n, rtol=1e-4, atol=1e-6)
     for (n, a), b in zip(seq.named_buffers(), plain.buffers()):
         torch.testing.assert_close(a, b, msg=n)
+
+
+def test_byol_predictor_lr_mult_gives_the_predictor_its_own_lr():
+    from stica_slowfast.engine.optim import construct_optimizer
+
+    cfg = _cfg("RhoBYOL")
+    cfg.STICA.BYOL.PREDICTOR_LR_MULT = 10.0
+    model = build_model(cfg)
+    optimizer = construct_optimizer(model, cfg)
+    predictor = {id(p) for p in model.predictor.parameters()}
+    for group in optimizer.param_groups:
+        in_predictor = {id(p) in predictor for p in group["params"]}
+        assert len(in_predictor) == 1  # a group is all predictor or all the rest
+        assert group.get("lr_scale", 1.0) == (10.0 if in_predictor.pop() else 1.0)

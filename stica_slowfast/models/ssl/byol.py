@@ -56,6 +56,7 @@ class RhoBYOL(RhoSSLBase):
             after another (``[2]`` is BYOL's single 2-layer predictor).
         momentum: base EMA momentum of the target.
         momentum_annealing: cosine schedule of the momentum to 1.
+        predictor_lr_mult: LR multiplier of the predictor (``lr_scales``, read by the optimiser).
         crop_space: with ``feature_crop``: "feature" (crop each clip's feature map, one backbone
             pass) or "input" (crop the input clip and encode every crop, the costly multi-crop).
     """
@@ -69,6 +70,7 @@ class RhoBYOL(RhoSSLBase):
         predictor_depths: Sequence[int] = (2,),
         momentum: float = 0.994,
         momentum_annealing: bool = True,
+        predictor_lr_mult: float = 1.0,
         crop_space: str = "feature",
         **kwargs,
     ) -> None:
@@ -86,6 +88,10 @@ class RhoBYOL(RhoSSLBase):
                 for d in predictor_depths
             ]
         )
+        if predictor_lr_mult <= 0:
+            raise ValueError(f"predictor_lr_mult must be > 0, got {predictor_lr_mult}")
+        #: ``{submodule: LR multiplier}`` for the optimiser's param groups.
+        self.lr_scales = {"predictor": float(predictor_lr_mult)} if predictor_lr_mult != 1.0 else {}
         self.crop_space = crop_space
         # The target copies {backbone, projector[, video_pool]} only: BYOL's target has no predictor.
         self._init_momentum_target(base_momentum=momentum, annealing=momentum_annealing)
@@ -93,6 +99,7 @@ class RhoBYOL(RhoSSLBase):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Kwargs from ``MODEL.ARCH``, ``CONTRASTIVE.*`` (incl. ``PREDICTOR_DEPTHS``, ``MOMENTUM*``),
+        ``STICA.BYOL.PREDICTOR_LR_MULT``,
         ``STICA.POOL.*`` and ``STICA.FEATURE_CROP.*`` (incl. ``SPACE``)."""
         c = cfg.CONTRASTIVE
         return {
@@ -100,6 +107,7 @@ class RhoBYOL(RhoSSLBase):
             "predictor_depths": list(c.PREDICTOR_DEPTHS),
             "momentum": c.MOMENTUM,
             "momentum_annealing": c.MOMENTUM_ANNEALING,
+            "predictor_lr_mult": cfg.STICA.BYOL.PREDICTOR_LR_MULT,
             "crop_space": cfg.STICA.FEATURE_CROP.SPACE,
         }
 
