@@ -42,6 +42,7 @@ from stica_slowfast.data.decoder import DecodedClips, VideoFile, get_clip_starts
 from stica_slowfast.data.loader import build_dataset
 from stica_slowfast.engine.entry import prepare_data
 from stica_slowfast.engine.optim import construct_optimizer
+from stica_slowfast.engine.trainer import amp_dtype, autocast
 from stica_slowfast.models import build_model
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils.distributed import get_device
@@ -215,9 +216,14 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
     }
 
 
-def _train_step(model, optimizer, batch) -> None:
-    """One optimisation step of ``model.forward_train`` (as the engine, without its logging)."""
-    loss = model.forward_train(batch)["loss"]
+def _train_step(model, optimizer, batch, cfg) -> None:
+    """One optimisation step of ``model.forward_train`` (as the engine, without its logging), under
+    the engine's autocast when TRAIN.MIXED_PRECISION (bfloat16 only: float16 would need loss scaling)."""
+    device = batch["video"][0].device
+    if cfg.TRAIN.MIXED_PRECISION and amp_dtype(cfg, device) == torch.float16:
+        raise ValueError("benchmarks run mixed precision in bfloat16 only: set STICA.SOLVER.AMP_DTYPE bfloat16")
+    with autocast(cfg, device):
+        loss = model.forward_train(batch)["loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -261,7 +267,7 @@ def bench_train(cfg, iters: int) -> dict:
     preloaded = [move_to_device(b, device) for b in preloaded]
 
     def step(batch) -> None:
-        _train_step(model, optimizer, batch)
+        _train_step(model, optimizer, batch, cfg)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -345,15 +351,20 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
     # The baseline (model, inputs) is taken before the first step: the allocator keeps freed memory,
     # so a high-water mark is only meaningful from a clean start. The first step is untimed.
     base = _memory_baseline(device)
-    _train_step(model, optimizer, batch)
+    _train_step(model, optimizer, batch, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(iters):
-        _train_step(model, optimizer, batch)
+        _train_step(model, optimizer, batch, cfg)
+    peak = _peak_above(device, base)  # synchronises with the GPU first
+    seconds = (time.perf_counter() - start) / iters
     return {
         "rho": rho,
         "sequential": sequential,
-        "peak_mb": _peak_above(device, base),
-        "s_per_iter": round((time.perf_counter() - start) / iters, 4),
+        "peak_mb": peak,
+        "s_per_iter": round(seconds, 4),
+        "clips_per_s": round(views * cfg.TRAIN.BATCH_SIZE / seconds, 2),
     }
 
 
@@ -411,7 +422,7 @@ def _crop_step_stats(cfg, variant: str, iters: int, warmup: int) -> dict:
     times = []
     for step in range(warmup + iters):
         start = time.perf_counter()
-        _train_step(model, optimizer, batch)
+        _train_step(model, optimizer, batch, cfg)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if step >= warmup:

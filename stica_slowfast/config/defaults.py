@@ -51,8 +51,9 @@ _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 # When initialising from TRAIN.CHECKPOINT_FILE_PATH, restart at epoch 0 (True) or continue its epoch.
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True
-# Train with automatic mixed precision (float16 + GradScaler on CUDA; bfloat16 autocast on CPU, which
-# is only faster on CPUs with native bf16 support: 4x slower on the 2-core CI machine).
+# Train with automatic mixed precision (on CUDA in STICA.SOLVER.AMP_DTYPE, float16 with a GradScaler;
+# bfloat16 autocast on CPU, which is only faster on CPUs with native bf16 support: 4x slower on the
+# 2-core CI machine).
 _C.TRAIN.MIXED_PRECISION = False
 
 # ---------------------------------------------------------------------------------------------------- #

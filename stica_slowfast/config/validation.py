@@ -16,6 +16,7 @@ _CHOICES = {
     "STICA.AUDIO.MISSING": ("skip", "zeros"),
     "STICA.POOL.TYPE": ("gap", "transformer"),
     "STICA.FEATURE_CROP.SPACE": ("feature", "input"),
+    "STICA.SOLVER.AMP_DTYPE": ("bfloat16", "float16"),
 }
 
 _POSITIVE = (

@@ -47,10 +47,15 @@ class TrainStep(nn.Module):
         return self.model.forward_train(batch)
 
 
+def amp_dtype(cfg: CfgNode, device: torch.device) -> torch.dtype:
+    """Autocast dtype: ``STICA.SOLVER.AMP_DTYPE`` on CUDA, bfloat16 on CPU."""
+    return getattr(torch, cfg.STICA.SOLVER.AMP_DTYPE) if device.type == "cuda" else torch.bfloat16
+
+
 def autocast(cfg: CfgNode, device: torch.device):
-    """Mixed precision context: float16 on CUDA, bfloat16 on CPU, off unless TRAIN.MIXED_PRECISION."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=cfg.TRAIN.MIXED_PRECISION)
+    """Mixed precision context in :func:`amp_dtype`, off unless TRAIN.MIXED_PRECISION."""
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(cfg, device),
+                          enabled=cfg.TRAIN.MIXED_PRECISION)
 
 
 def _call_hook(model: nn.Module, name: str, *args) -> None:
@@ -283,7 +288,8 @@ def train(cfg: CfgNode) -> Dict[str, float]:
         log_model_info(model, shape, device)
 
     optimizer = construct_optimizer(model, cfg)
-    use_scaler = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    # Loss scaling only for float16, whose range underflows small gradients (bfloat16 has float32's).
+    use_scaler = cfg.TRAIN.MIXED_PRECISION and amp_dtype(cfg, device) == torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start_epoch = resume_or_initialise(cfg, model, optimizer, scaler)
     check_output_dir(cfg.OUTPUT_DIR, MIN_FREE_BYTES + _checkpoint_bytes(model))
