@@ -118,11 +118,14 @@ def build_param_groups(
     unknown = sorted(set(scales) - set(modules))
     if unknown:
         raise ValueError(f"lr_scales names no submodule of the model: {unknown}")
+    def group_name(kind: str, owner: str) -> str:  # owner "": the model outside any scaled submodule
+        return f"{kind}@{owner}" if owner else kind
+
     groups: Dict[str, Dict[str, Any]] = {}
     for owner in ["", *scales]:
         for kind, options in base.items():
-            name = f"{kind}@{owner}" if owner else kind
-            groups[name] = {"params": [], **options, **({"lr_scale": float(scales[owner])} if owner else {})}
+            groups[group_name(kind, owner)] = {
+                "params": [], **options, **({"lr_scale": float(scales[owner])} if owner else {})}
     seen = set()
     for module_name, module in modules.items():
         # The innermost scaled submodule holding this module, if any.
@@ -141,7 +144,7 @@ def build_param_groups(
                 name = "decay_1d"
             else:
                 name = "decay"
-            groups[f"{name}@{owner}" if owner else name]["params"].append(param)
+            groups[group_name(name, owner)]["params"].append(param)
     return [dict(group, name=name) for name, group in groups.items() if group["params"]]
 
 
