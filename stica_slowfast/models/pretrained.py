@@ -28,7 +28,7 @@ def load_backbone_from_ssl_checkpoint(
 ) -> int:
     """Copy every ``backbone.*`` (or ``prefix*``) tensor of a ``.pyth`` checkpoint into ``model.backbone``.
 
-    Keys outside ``backbone.`` (projector, predictor, momentum target ``target_backbone.*``, queue, a
+    Keys outside ``backbone.`` (projector, predictor, momentum target ``target.*``, queue, a
     classifier head) are ignored and their count and top-level names are logged. A ``"module."`` prefix
     (a DDP model saved without unwrapping) is stripped first. A bare state-dict file (no
     ``"model_state"``) is accepted too.
