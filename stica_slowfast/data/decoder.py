@@ -305,12 +305,12 @@ def _seconds(time_base) -> Optional[float]:
     return float(time_base) if time_base else None
 
 
-def _packet_time(packet, time_base: Optional[float], origin: float) -> Optional[float]:
-    """Presentation time of a packet in seconds from ``origin`` (its stream's ``time_base`` in
-    seconds), or None without a timestamp."""
-    if packet.pts is None or time_base is None:
+def _pts_time(item, time_base: Optional[float], origin: float) -> Optional[float]:
+    """Presentation time of a packet or frame in seconds from ``origin`` (``time_base``: its stream's,
+    in seconds, from :func:`_seconds`), or None without a timestamp."""
+    if item.pts is None or time_base is None:
         return None
-    return packet.pts * time_base - origin
+    return item.pts * time_base - origin
 
 
 class _FrameSelector:
@@ -441,7 +441,7 @@ class _VideoGate:
         Decode each before taking the next: the codec's ``skip_frame`` is set for it in between.
         ``may_restart``: a keyframe may drop the packets held before it.
         """
-        t = _packet_time(packet, self.time_base, self.origin)
+        t = _pts_time(packet, self.time_base, self.origin)
         if t is None:
             # Perhaps the end of the stream, whose last frames every later target takes.
             yield from self._release(nonref=False)
@@ -511,12 +511,12 @@ class _AudioPlacer:
     def push(self, frame, origin: float) -> None:
         if self._time_base is None:
             self._time_base = _seconds(frame.time_base)
-        t = None if frame.pts is None or self._time_base is None else frame.pts * self._time_base
+        t = _pts_time(frame, self._time_base, origin)
         if t is None:
             # No timestamp: continue where the previous frame ended.
             offset = self.cursor if self.cursor is not None else 0
         else:
-            offset = int(round((t - origin) * self.rate))
+            offset = int(round(t * self.rate))
         n = frame.samples
         # fltp mono: one plane of float32 (read in place; ``to_ndarray`` stacks planes, 3x slower).
         samples = np.frombuffer(frame.planes[0], dtype=np.float32, count=n)
@@ -535,6 +535,15 @@ def _contiguous(frames: Sequence[object]) -> bool:
         if abs(b.pts - a.pts - Fraction(a.samples, a.sample_rate) / a.time_base) > 1:
             return False
     return True
+
+
+def _audio_frame_like(array: np.ndarray, like, pts: Optional[int]):
+    """An audio frame of ``array`` (planar: (channels, n); packed: (1, n * channels)) in the format,
+    layout, rate and time base of frame ``like``, with timestamp ``pts``."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=like.format.name,
+                                       layout=like.layout.name)
+    frame.sample_rate, frame.time_base, frame.pts = like.sample_rate, like.time_base, pts
+    return frame
 
 
 class _AudioGate:
@@ -581,7 +590,7 @@ class _AudioGate:
 
     def push(self, packet) -> None:
         """Decode ``packet`` (and the kept ones before it) into the windows, or skip it."""
-        t = _packet_time(packet, self.time_base, self.origin)
+        t = _pts_time(packet, self.time_base, self.origin)
         span = self._spans[self._span] if self.skip_gaps and self._span < len(self._spans) else None
         if span is not None and t is not None and packet.duration and \
                 t + packet.duration * self.time_base < span[0]:
@@ -623,12 +632,8 @@ class _AudioGate:
         """
         frames = self._frames
         if frames and _contiguous(frames):
-            first = frames[0]
             arrays = [f.to_ndarray() for f in frames]  # planar: (channels, n); packed: (1, n * channels)
-            whole = av.AudioFrame.from_ndarray(np.concatenate(arrays, axis=1), format=first.format.name,
-                                               layout=first.layout.name)
-            whole.sample_rate, whole.time_base, whole.pts = first.sample_rate, first.time_base, first.pts
-            frames = [whole]
+            frames = [_audio_frame_like(np.concatenate(arrays, axis=1), frames[0], frames[0].pts)]
         for frame in frames:
             self._place(self._resampler.resample(frame))
         if self._resampler is not None:
@@ -651,11 +656,7 @@ class _AudioGate:
             return None
         array = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
         array = array[:, skip:] if frame.format.is_planar else array[:, skip * len(frame.layout.channels):]
-        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=frame.format.name,
-                                         layout=frame.layout.name)
-        out.sample_rate, out.time_base = rate, frame.time_base
-        out.pts = frame.pts + int(round(Fraction(skip, rate) / frame.time_base))
-        return out
+        return _audio_frame_like(array, frame, frame.pts + int(round(Fraction(skip, rate) / frame.time_base)))
 
     def finish(self) -> None:
         """End of the file: the last samples (the span's, or the resampler's tail)."""
@@ -843,10 +844,9 @@ class VideoFile:
         monotonic there). A frame with no usable timestamp comes one frame period after the previous one.
         """
         if not self._decode_order_times:
-            t = None if frame.pts is None or time_base is None else frame.pts * time_base
+            t = _pts_time(frame, time_base, self.origin)
             if t is None:
                 return last_time + period if last_time is not None else 0.0
-            t -= self.origin
             if last_time is not None and t < last_time - _TIME_EPS:
                 raise _UnorderedTimestamps()
             return t
