@@ -95,9 +95,6 @@ def _check_stica_model(cfg: CfgNode) -> None:
     for key in ("LARGE_SPATIAL_SIZE", "SMALL_SPATIAL_SIZE", "LARGE_TEMPORAL_SIZE", "SMALL_TEMPORAL_SIZE"):
         if not 0 < c[key] <= 1:
             raise ConfigError(f"config key STICA.FEATURE_CROP.{key} must be a fraction in (0, 1], got {c[key]}")
-    if c.ENABLE and c.NUM_LARGE_SPATIAL + c.NUM_LARGE_TEMPORAL == 0:
-        raise ConfigError("config keys STICA.FEATURE_CROP.NUM_LARGE_SPATIAL + NUM_LARGE_TEMPORAL must be "
-                          "> 0 with STICA.FEATURE_CROP.ENABLE (the crop loss contrasts large crops)")
     if not 0 <= cfg.STICA.LOSS.ALPHA <= 1:
         raise ConfigError(f"config key STICA.LOSS.ALPHA must lie in [0, 1], got {cfg.STICA.LOSS.ALPHA}")
 

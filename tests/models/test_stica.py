@@ -5,7 +5,7 @@ load its encoders and pooling."""
 import pytest
 import torch
 
-from stica_slowfast.config import get_cfg
+from stica_slowfast.config import assert_and_infer_cfg, get_cfg
 from stica_slowfast.engine.checkpoint import save_checkpoint
 from stica_slowfast.losses import crop_info_nce, cross_modal_info_nce
 from stica_slowfast.models import build_model
@@ -135,3 +135,14 @@ def test_probes_and_classifier_load_the_encoders(tmp_path):
     clf.load_pretrained(path)
     torch.testing.assert_close(clf.video_pool.state_dict(), stica.video_pool.state_dict())
     assert clf.eval()(torch.randn(B, 3, 4, 64, 64)).shape == (B, 5)
+
+
+def test_stica_needs_large_crops_but_rho_byol_takes_small_ones_alone():
+    """The large-crop rule is STiCA's (its crop loss contrasts large crops), not a config-wide one."""
+    small_only = dict(STICA__FEATURE_CROP__NUM_LARGE_SPATIAL=0, STICA__FEATURE_CROP__NUM_LARGE_TEMPORAL=0)
+    with pytest.raises(ValueError, match="NUM_LARGE_SPATIAL"):
+        build_model(_cfg(**small_only))
+    cfg = _cfg(**small_only)
+    cfg.MODEL.MODEL_NAME = "RhoBYOL"
+    assert_and_infer_cfg(cfg)  # the config itself is valid
+    assert build_model(cfg).feature_crop is not None

@@ -107,6 +107,11 @@ class STiCA(nn.Module):
                         ("crop_temperature", crop_temperature)):
             if t <= 0:
                 raise ValueError(f"{name} must be > 0, got {t}")
+        # RhoBYOL takes any crops; this rule is STiCA's.
+        large = ("spatial_large", "temporal_large")
+        if feature_crop is not None and sum(feature_crop.scales[k][0] for k in large) == 0:
+            raise ValueError("STiCA's crop loss contrasts large crops: STICA.FEATURE_CROP.NUM_LARGE_SPATIAL + "
+                             "NUM_LARGE_TEMPORAL must be > 0 with STICA.FEATURE_CROP.ENABLE")
         norm = mlp_norm(bn_mlp, bn_sync_mlp)
 
         def projector(in_dim: int) -> MLP:
@@ -212,9 +217,6 @@ class STiCA(nn.Module):
     def _crop_loss(self, large: Optional[torch.Tensor], small: Optional[torch.Tensor]) -> torch.Tensor:
         """Within-video crop InfoNCE over the global batch: large <-> large across views, small ->
         stopped large (:func:`~stica_slowfast.losses.crop_info_nce`)."""
-        if large is None:
-            raise ValueError("the crop loss needs large crops (STICA.FEATURE_CROP.NUM_LARGE_SPATIAL or "
-                             "NUM_LARGE_TEMPORAL > 0)")
         small = None if small is None else _gathered(small, self.dist_on)  # (N_s, V, W*B, E)
         return crop_info_nce(_gathered(large, self.dist_on), small, temperature=self.crop_temperature)
 
