@@ -2,7 +2,7 @@
 uninterrupted run, a NaN loss that stops the run and keeps the last good checkpoint, a kill during a
 checkpoint write, and an unusable OUTPUT_DIR.
 
-The runs are RhoBYOL (random crops and clips, an EMA target, AdamW state) on 16 tiny generated videos:
+The runs are RhoBYOL (random crops and clips, an EMA target, LARS momentum state) on 16 tiny generated videos:
 4 iterations of batch 4 per epoch, 3 epochs, a checkpoint every epoch, one DataLoader worker.
 """
 
@@ -161,7 +161,7 @@ def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, u
         assert have["loss"] == pytest.approx(want["loss"], rel=1e-5)  # json keeps 6 digits
     assert len({r["loss"] for r in got}) == MAX_EPOCH  # the epochs do differ
 
-    # The final state agrees too: online and EMA target weights, BN statistics, AdamW moments.
+    # The final state agrees too: online and EMA target weights, BN statistics, LARS momentum buffers.
     _, want = _model_and_state(uninterrupted, MAX_EPOCH)
     _, have = _model_and_state(out, MAX_EPOCH)
     assert any(k.startswith("target.") for k in have["model_state"])
