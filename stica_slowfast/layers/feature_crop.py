@@ -145,6 +145,10 @@ class FeatureCrop(nn.Module):
         }
         self.snap_to_grid = snap_to_grid
 
+    def num_crops(self, *scales: str) -> int:
+        """Crops per view over the named scales (of :data:`CROP_SCALES`), or over every scale."""
+        return sum(self.scales[k][0] for k in (scales or CROP_SCALES))
+
     def extra_repr(self) -> str:
         parts = [f"{k}=(n={n}, t={ft}, h={fy}, w={fx})" for k, (n, ft, fy, fx) in self.scales.items()]
         return ", ".join(parts) + f", snap_to_grid={self.snap_to_grid}"

@@ -172,3 +172,10 @@ def test_bad_count_names_the_argument(name):
 def test_wrong_fmap_rank():
     with pytest.raises(ValueError, match=r"\(B, C, T, h, w\)"):
         FeatureCrop()(torch.randn(2, 3, 5, 5))
+
+
+def test_num_crops_counts_the_named_scales_or_all():
+    fc = _crop()  # 2 large spatial, 3 small spatial, 2 large temporal, 1 small temporal
+    assert fc.num_crops() == 8
+    assert fc.num_crops("spatial_large", "temporal_large") == 4
+    assert fc.num_crops("spatial_small") == 3

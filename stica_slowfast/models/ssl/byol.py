@@ -79,7 +79,7 @@ class RhoBYOL(RhoSSLBase):
             raise ValueError("predictor_depths needs at least one depth")
         if crop_space not in _CROP_SPACES:
             raise ValueError(f"crop_space must be one of {_CROP_SPACES}, got {crop_space!r}")
-        if self.feature_crop is not None and sum(n for n, *_ in self.feature_crop.scales.values()) == 0:
+        if self.feature_crop is not None and self.feature_crop.num_crops() == 0:
             raise ValueError("STICA.FEATURE_CROP.ENABLE needs at least one crop (STICA.FEATURE_CROP.NUM_*)")
         norm = mlp_norm(kwargs.get("bn_mlp", True), kwargs.get("bn_sync_mlp", False))
         self.predictor = nn.Sequential(

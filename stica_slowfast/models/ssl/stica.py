@@ -108,8 +108,7 @@ class STiCA(nn.Module):
             if t <= 0:
                 raise ValueError(f"{name} must be > 0, got {t}")
         # RhoBYOL takes any crops; this rule is STiCA's.
-        large = ("spatial_large", "temporal_large")
-        if feature_crop is not None and sum(feature_crop.scales[k][0] for k in large) == 0:
+        if feature_crop is not None and feature_crop.num_crops("spatial_large", "temporal_large") == 0:
             raise ValueError("STiCA's crop loss contrasts large crops: STICA.FEATURE_CROP.NUM_LARGE_SPATIAL + "
                              "NUM_LARGE_TEMPORAL must be > 0 with STICA.FEATURE_CROP.ENABLE")
         norm = mlp_norm(bn_mlp, bn_sync_mlp)
