@@ -14,6 +14,7 @@ from stica_slowfast.config import (
     merge_from_list,
 )
 from stica_slowfast.config.defaults import _C
+from stica_slowfast.engine.checkpoint import checkpoint_path
 from stica_slowfast.utils.parser import load_config_from_args, parse_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,6 +36,24 @@ def test_every_yaml_loads_and_merges(path):
     cfg = load_config([path], ["RNG_SEED", "7"])
     assert cfg.RNG_SEED == 7
     assert cfg.is_frozen()
+
+
+DEMO_PROBES = {  # demo probe config -> the demo pretraining whose last checkpoint it loads
+    "linear_tiny.yaml": "rho_byol_tiny.yaml",
+    "stica_linear_tiny.yaml": "stica_tiny.yaml",
+    "stica_audio_linear_tiny.yaml": "stica_tiny.yaml",
+}
+
+
+@pytest.mark.parametrize("probe, pretrain", DEMO_PROBES.items())
+def test_demo_probe_loads_the_last_checkpoint_of_its_pretraining(probe, pretrain):
+    """A demo probe's TRAIN.CHECKPOINT_FILE_PATH follows its pretraining's OUTPUT_DIR and MAX_EPOCH (a
+    change of either would otherwise leave the probe pointing at a file that is never written)."""
+    demo = os.path.join(REPO, "configs", "demo")
+    pre = load_config([os.path.join(demo, pretrain)])
+    expected = checkpoint_path(pre.OUTPUT_DIR, pre.SOLVER.MAX_EPOCH)
+    got = load_config([os.path.join(demo, probe)]).TRAIN.CHECKPOINT_FILE_PATH
+    assert os.path.normpath(got) == os.path.normpath(expected)
 
 
 def test_every_default_has_a_comment():
