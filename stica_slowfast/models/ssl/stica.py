@@ -188,8 +188,9 @@ class STiCA(nn.Module):
     # ---------------------------------------------------------------------------------------------- #
     def _crop_embeddings(
         self, video: torch.Tensor, fmap: torch.Tensor, views: int
-    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Large and small crop embeddings ``(N_l, V, B, E)``, ``(N_s, V, B, E)`` (None if no crop).
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Large and small crop embeddings ``(N_l, V, B, E)``, ``(N_s, V, B, E)`` (small: None if no
+        small crop; the constructor requires a large one).
 
         ``video`` is the views' input ``(V*B, C, T, H, W)`` and ``fmap`` its feature map; crops are
         taken from ``fmap`` (feature space) or from ``video`` and then encoded (input space). Large =
@@ -213,7 +214,7 @@ class STiCA(nn.Module):
             out[size] = torch.cat(embeddings) if embeddings else None
         return out["large"], out["small"]
 
-    def _crop_loss(self, large: Optional[torch.Tensor], small: Optional[torch.Tensor]) -> torch.Tensor:
+    def _crop_loss(self, large: torch.Tensor, small: Optional[torch.Tensor]) -> torch.Tensor:
         """Within-video crop InfoNCE over the global batch: large <-> large across views, small ->
         stopped large (:func:`~stica_slowfast.losses.crop_info_nce`)."""
         small = None if small is None else _gathered(small, self.dist_on)  # (N_s, V, W*B, E)
