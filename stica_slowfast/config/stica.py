@@ -166,6 +166,22 @@ def add_eval_config(stica: CfgNode) -> None:
     stica.PROBE.FEATURE_NORM = True
 
 
+def add_feature_probe_config(stica: CfgNode) -> None:
+    """The convex linear probe on extracted features (``stica_slowfast/engine/feature_probe.py``)."""
+    stica.FEATURE_PROBE = CfgNode()
+    # Run mode (after training / testing, if enabled): features of the train and test videos from the
+    # backbone of TRAIN.CHECKPOINT_FILE_PATH (random init when empty), test views of each video, then a
+    # logistic regression fitted by L-BFGS; figures in metrics.json as feature_probe_*.
+    stica.FEATURE_PROBE.ENABLE = False
+    # Candidate L2 weights lambda (on standardised features) of the logistic regression; the best on
+    # held-out train videos is refitted on all of them. One value: no selection.
+    stica.FEATURE_PROBE.L2 = [0.0001, 0.001, 0.01, 0.1, 1.0]
+    # Share of each class's train videos held out to choose lambda, in (0, 1).
+    stica.FEATURE_PROBE.HOLDOUT_FRACTION = 0.2
+    # L-BFGS iterations per fit, at most (integer >= 1).
+    stica.FEATURE_PROBE.MAX_ITER = 500
+
+
 def add_pool_config(stica: CfgNode) -> None:
     """Temporal pooling of a backbone's per-time-step features (STiCA's "attend")."""
     stica.POOL = CfgNode()
@@ -260,6 +276,7 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_swav_config(cfg.STICA)
     add_byol_config(cfg.STICA)
     add_eval_config(cfg.STICA)
+    add_feature_probe_config(cfg.STICA)
     add_pool_config(cfg.STICA)
     add_feature_crop_config(cfg.STICA)
     add_stica_loss_config(cfg.STICA)

@@ -140,6 +140,12 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         raise ConfigError(f"config key STICA.KNN.NUM_TRAIN must be >= 0 (0 = all), got {cfg.STICA.KNN.NUM_TRAIN}")
     if not cfg.STICA.RETRIEVAL.KS or min(cfg.STICA.RETRIEVAL.KS) < 1:
         raise ConfigError(f"config key STICA.RETRIEVAL.KS must be a non-empty list of k >= 1, got {list(cfg.STICA.RETRIEVAL.KS)}")
+    probe = cfg.STICA.FEATURE_PROBE
+    if not probe.L2 or min(probe.L2) < 0:
+        raise ConfigError(f"config key STICA.FEATURE_PROBE.L2 must be a non-empty list of lambdas >= 0, got {list(probe.L2)}")
+    if not 0 < probe.HOLDOUT_FRACTION < 1 or probe.MAX_ITER < 1:
+        raise ConfigError(f"config keys STICA.FEATURE_PROBE.HOLDOUT_FRACTION must lie in (0, 1) and MAX_ITER be >= 1, "
+                          f"got {probe.HOLDOUT_FRACTION} and {probe.MAX_ITER}")
     _check_audio(cfg)
     _check_stica_model(cfg)
     return cfg

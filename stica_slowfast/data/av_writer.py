@@ -39,7 +39,9 @@ def write_video(
         # PyAV wants an int or Fraction rate; 29.97 -> 30000/1001
         vstream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
-        vstream.options = {"crf": str(crf), "preset": "veryfast"}
+        # One encoder thread: x264's output depends on its thread count, which it otherwise takes
+        # from the CPUs this process may use, so the same frames would give other files elsewhere.
+        vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         astream = None
         if audio is not None:
             astream = container.add_stream("aac", rate=audio_rate, layout="mono")

@@ -1,26 +1,27 @@
 """A synthetic audio-visual classification dataset, written as real mp4 files (h264 + aac).
 
 Each class is a pair of independent recipes, so that the label can be recovered from the video
-alone and, separately, from the audio alone:
+alone and, separately, from the audio alone, and from nothing else:
 
-* video: a moving object of one SHAPE following one TRAJECTORY (e.g. a disc moving in a circle),
-  coloured around a class HUE;
+* video: a moving object of one SHAPE following one TRAJECTORY (e.g. a disc moving in a circle);
 * audio: a tone in one PITCH band played with one RHYTHM and one TIMBRE (e.g. a rising chirp).
 
 Class names spell the recipe, e.g. ``disc_circular_495hz_chirpup`` (``_reed`` / ``_buzz`` is appended
 when the timbre is not a pure sine). Class k takes factor values ``k mod n`` of each factor (n values),
 so up to 10 classes every class has its own shape, its own trajectory, its own pitch band (up to 6)
-and its own rhythm (up to 8): appearance, motion and sound each identify the class on their own,
-while the per-video nuisances below keep each cue from being trivial. Past the point where these
-diagonal combinations repeat, the remaining combinations of the factor grid are used in order.
+and its own rhythm (up to 8). Past the point where these diagonal combinations repeat, the remaining
+combinations of the factor grid are used in order.
 
-Every video draws its own nuisances from a seed derived from (seed, split, label, index), so the
-dataset is deterministic for a seed and independent of the number of worker processes:
+Everything else is a nuisance drawn per video from a seed derived from (seed, split, label, index),
+so the dataset is deterministic for a seed and independent of the number of worker processes:
 
-* video: start phase, speed, direction, object size and orientation, object hue (+-13 degrees),
-  saturation and brightness, background
-  colour with a smooth texture and fine grain, a static distractor object of a random shape,
-  per-frame noise and a slight global flicker;
+* video: start phase, speed, direction and position of the motion, object size and orientation; the
+  colours (the object's, the background's, a static distractor's) and the background texture. No
+  colour is tied to a class, and none is constant within a video either: every hue turns around the
+  colour wheel at its own random rate, saturation and brightness drift, and the background texture
+  morphs, so that two clips of one video do not match by their colours alone (which would hand
+  contrastive objectives an instance shortcut). The object is brighter or darker than the background
+  (a random choice per video), so it stays visible in grayscale. Per-frame noise and a slight flicker.
 * audio: pitch (a few percent), rhythm rate and phase, loudness, a quieter distractor tone of random
   pitch and rhythm, and coloured noise at a random SNR.
 
@@ -72,11 +73,12 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 # Bump when the files written for a given seed change: an existing dataset of another version is
-# refused. 3: UCF-101 splits 2 and 3 and the HMDB-51 split files (videos as in version 2).
-FORMAT_VERSION = 3
+# refused. 3: UCF-101 splits 2 and 3 and the HMDB-51 split files. 4: no class hue; colours drift
+# within each video; x264 on one thread (its output depended on the CPUs the process could use).
+FORMAT_VERSION = 4
 # Mixed into every video's seed: the version that last changed the videos. Kept apart from
 # FORMAT_VERSION so that adding index files leaves the videos, and results measured on them, as they were.
-_VIDEO_SEED_VERSION = 2
+_VIDEO_SEED_VERSION = 3
 
 SPLITS = ("train", "val", "test")
 # Official-style splits written in UCF-101 and HMDB-51 layout, and the folder of the HMDB-51 files.
@@ -109,7 +111,10 @@ AAC_SAMPLE_RATES = (
 _BASE_MOTION_HZ = 0.5  # trajectory cycles per second before the per-video speed factor
 _MIN_SIDE = 16  # smallest frame side in pixels that still draws recognisable shapes
 _MARKER = ".complete"
-_HUE_JITTER = 0.035  # per-video hue deviation from the class hue (fraction of the colour wheel)
+# Rates in turns of the colour wheel per second at which a video's hues drift (either direction): a
+# clip of about a second sees its colours shift by a sixth of a turn or more, two clips of one video
+# seconds apart see unrelated ones.
+_HUE_DRIFT_TURNS_PER_S = (0.12, 0.3)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,6 @@ class ClassSpec:
         pitch_hz: nominal fundamental of the tone in Hz (one of :data:`PITCH_BANDS_HZ`).
         rhythm: entry of :data:`RHYTHMS`.
         timbre: key of :data:`TIMBRES`.
-        hue: hue in [0, 1) around which the moving object's colour is drawn.
     """
 
     label: int
@@ -134,7 +138,6 @@ class ClassSpec:
     pitch_hz: int
     rhythm: str
     timbre: str
-    hue: float
 
 
 # ------------------------------------------------------------------------------------------------ #
@@ -145,15 +148,6 @@ def max_num_classes() -> int:
     num_visual = len(SHAPES) * len(TRAJECTORIES)
     num_audio = len(PITCH_BANDS_HZ) * len(RHYTHMS) * len(TIMBRES)
     return min(num_visual, num_audio)
-
-
-def _van_der_corput(index: int) -> float:
-    """The ``index``-th point of the base-2 van der Corput sequence: 0, 1/2, 1/4, 3/4, 1/8, ..."""
-    value, scale = 0.0, 0.5
-    while index:
-        value += scale * (index & 1)
-        index, scale = index >> 1, scale / 2
-    return value
 
 
 def _factor_cells(num: int, sizes: Sequence[int]) -> List[Tuple[int, ...]]:
@@ -203,10 +197,7 @@ def class_specs(num_classes: int) -> List[ClassSpec]:
         name = f"{SHAPES[shape]}_{TRAJECTORIES[traj]}_{PITCH_BANDS_HZ[band]}hz_{rhythm}"
         if timbre != "pure":
             name += f"_{timbre}"
-        hue = _van_der_corput(label)  # evenly spread for 2^n classes, well spread for any count
-        specs.append(
-            ClassSpec(label, name, SHAPES[shape], TRAJECTORIES[traj], PITCH_BANDS_HZ[band], rhythm, timbre, hue)
-        )
+        specs.append(ClassSpec(label, name, SHAPES[shape], TRAJECTORIES[traj], PITCH_BANDS_HZ[band], rhythm, timbre))
     return specs
 
 
@@ -345,36 +336,37 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float
     return (field - field.mean()) / (field.std() + 1e-8)
 
 
-def _contrasting_colour(
-    rng: np.random.Generator, other: np.ndarray, min_dist: float = 110.0
+def _hsv_to_rgb(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """RGB in 0..255 of hue (turns, any real), saturation and value in [0, 1]; (...,) -> (..., 3)."""
+    hue = np.mod(np.asarray(hue, dtype=np.float64), 1.0)[..., None]
+    pure = np.clip(np.abs((hue * 6 + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)  # fully saturated
+    sat, val = np.asarray(sat)[..., None], np.asarray(val)[..., None]
+    return 255.0 * val * (1 - sat + sat * pure)
+
+
+def _drifting_colour(
+    rng: np.random.Generator, t: np.ndarray, hue0: float, sat: Tuple[float, float], val: Tuple[float, float]
 ) -> np.ndarray:
-    """A random RGB colour at least ``min_dist`` (Euclidean, 0..255 scale) away from ``other``."""
-    best, best_dist = None, -1.0
-    for _ in range(64):
-        colour = rng.uniform(0, 255, size=3)
-        dist = float(np.linalg.norm(colour - other))
-        if dist >= min_dist:
-            return colour
-        if dist > best_dist:
-            best, best_dist = colour, dist
-    return best
+    """RGB colours (T, 3) in 0..255 at times ``t``: the hue turns from ``hue0`` at a random rate and
+    direction; saturation and value swing slowly (random period and phase) within their ranges."""
+    rate = rng.uniform(*_HUE_DRIFT_TURNS_PER_S) * rng.choice([-1.0, 1.0])
+
+    def swing(lo: float, hi: float) -> np.ndarray:
+        wave = 0.5 + 0.5 * np.sin(2 * math.pi * (rng.uniform(0.1, 0.4) * t + rng.uniform()))
+        return lo + (hi - lo) * wave
+
+    return _hsv_to_rgb(hue0 + rate * t, swing(*sat), swing(*val))
 
 
-def _object_colour(rng: np.random.Generator, hue: float) -> np.ndarray:
-    """An RGB colour (0..255) of hue ``hue`` +- jitter with random saturation and brightness."""
-    h = (hue + rng.uniform(-_HUE_JITTER, _HUE_JITTER)) % 1.0
-    sat, val = rng.uniform(0.6, 1.0), rng.uniform(0.65, 1.0)
-    rgb = np.clip(np.abs((h * 6 + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)  # pure hue
-    return 255 * val * (1 - sat + sat * rgb)
-
-
-def _background(rng: np.random.Generator, height: int, width: int, base: np.ndarray) -> np.ndarray:
-    """A textured background (H, W, 3) float: base colour + smooth coloured blotches + fine grain."""
-    blotches = _smooth_noise(rng, height, width, cell=min(height, width) / rng.uniform(2.0, 5.0))
-    tint = rng.uniform(0.5, 1.0, size=3)
-    grain = rng.standard_normal((height, width, 1))
-    texture = base + rng.uniform(6, 28) * blotches[..., None] * tint + rng.uniform(0, 8) * grain
-    return texture.astype(np.float32)
+def _morphing_texture(
+    rng: np.random.Generator, t: np.ndarray, height: int, width: int
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth unit-std blotch field that morphs over time: ``cos(a(t)) F1 + sin(a(t)) F2`` with the
+    angle a(t) turning at a random rate. Returns (F1 (H, W), F2 (H, W), a (T,))."""
+    cell = min(height, width) / rng.uniform(2.0, 5.0)
+    fields = [_smooth_noise(rng, height, width, cell) for _ in range(2)]
+    angle = rng.uniform(0, 2 * math.pi) + rng.uniform(0.5, 1.5) * rng.choice([-1.0, 1.0]) * t
+    return fields[0], fields[1], angle
 
 
 def render_video(
@@ -395,15 +387,26 @@ def render_video(
     """
     t = np.arange(num_frames) / float(fps)
     xs, ys, scales = _trajectory(spec.trajectory, t, rng)
-    radius = 0.22 * min(width, height) * rng.uniform(0.8, 1.2)
+    radius = 0.22 * min(width, height) * rng.uniform(0.75, 1.25)
     angle = math.radians(rng.uniform(-20, 20))
     margin = radius * float(scales.max())
     cxs = margin + xs * (width - 2 * margin)
     cys = margin + ys * (height - 2 * margin)
 
-    colour = _object_colour(rng, spec.hue)
-    base = _contrasting_colour(rng, colour)
-    background = _background(rng, height, width, np.clip(base, 20, 235))
+    # Colours: a random hue for the object, the background roughly opposite it, each drifting on its
+    # own; the object brighter than the background or darker (a random polarity), so that its
+    # outline survives grayscale and hue changes.
+    bright, dark = (0.75, 1.0), (0.2, 0.45)
+    object_val, background_val = (bright, dark) if rng.uniform() < 0.5 else (dark, bright)
+    hue = rng.uniform()
+    colours = _drifting_colour(rng, t, hue, (0.5, 1.0), object_val)  # (T, 3)
+    background_colours = _drifting_colour(rng, t, hue + 0.5 + rng.uniform(-0.2, 0.2), (0.2, 0.8),
+                                          background_val)
+    field1, field2, texture_angle = _morphing_texture(rng, t, height, width)
+    texture_amp = rng.uniform(6, 24) * rng.uniform(0.5, 1.0, size=3)  # per channel
+    grain = rng.uniform(0, 8) * rng.standard_normal((height, width, 1)).astype(np.float32)
+
+    distractor = None
     if rng.uniform() < 0.4:  # a static distractor of a random shape, drawn below the object
         d_shape = SHAPES[rng.integers(len(SHAPES))]
         d_radius = radius * rng.uniform(0.6, 1.0)
@@ -411,20 +414,24 @@ def render_video(
         d_y = rng.uniform(d_radius, height - d_radius)
         d_angle = math.radians(rng.uniform(-180, 180))
         box, cov = _shape_coverage(d_shape, height, width, d_x, d_y, d_radius, d_angle)
-        d_colour = np.full(3, rng.uniform(0, 255))  # grey: the class hue stays the moving object's
-        d_colour = _contrasting_colour(rng, base) if rng.uniform() < 0.5 else d_colour
-        background[box] += cov[..., None] * (d_colour - background[box])
+        d_colours = _drifting_colour(rng, t, rng.uniform(), (0.0, 0.6), (0.3, 0.9))
+        distractor = (box, cov[..., None], d_colours)
 
     noise_std = rng.uniform(2.0, 7.0)
     flicker_phase = 2 * math.pi * (rng.uniform(0.2, 1.0) * t + rng.uniform())
     flicker = 1.0 + rng.uniform(0, 0.05) * np.sin(flicker_phase)  # slight global brightness change
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for i in range(num_frames):
-        frame = background.copy()
+        # (H, W, 1) blotches x (3,) amplitude + (3,) base colour + (H, W, 1) grain -> (H, W, 3)
+        blotches = math.cos(texture_angle[i]) * field1 + math.sin(texture_angle[i]) * field2
+        frame = (background_colours[i] + blotches[..., None] * texture_amp + grain).astype(np.float32)
+        if distractor is not None:
+            box, cov, d_colours = distractor
+            frame[box] += cov * (d_colours[i] - frame[box])
         box, cov = _shape_coverage(
             spec.shape, height, width, cxs[i], cys[i], radius * scales[i], angle
         )
-        frame[box] += cov[..., None] * (colour - frame[box])
+        frame[box] += cov[..., None] * (colours[i] - frame[box])
         frame = frame * flicker[i] + noise_std * rng.standard_normal(frame.shape, dtype=np.float32)
         frames[i] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames

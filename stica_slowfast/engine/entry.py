@@ -11,6 +11,7 @@ from stica_slowfast.config import ConfigError
 from stica_slowfast.utils.parser import load_config_from_args, parse_args
 
 from .evaluator import test
+from .feature_probe import feature_probe
 from .launch import launch_job
 from .retrieval import retrieval
 from .setup import check_output_dir
@@ -39,13 +40,16 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
 
 
 def run(cfg: CfgNode) -> None:
-    """Per-process job: train if TRAIN.ENABLE, test if TEST.ENABLE, retrieval if STICA.RETRIEVAL.ENABLE."""
+    """Per-process job: train if TRAIN.ENABLE, test if TEST.ENABLE, retrieval if STICA.RETRIEVAL.ENABLE,
+    the feature probe if STICA.FEATURE_PROBE.ENABLE."""
     if cfg.TRAIN.ENABLE:
         train(cfg)
     if cfg.TEST.ENABLE:
         test(cfg)
     if cfg.STICA.RETRIEVAL.ENABLE:
         retrieval(cfg)
+    if cfg.STICA.FEATURE_PROBE.ENABLE:
+        feature_probe(cfg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -52,9 +52,9 @@ _BLOCK = 1024
 
 
 class Features(NamedTuple):
-    """L2-normalised features of a split's decodable videos, sorted by video index."""
+    """Features of a split's decodable videos, sorted by video index (L2-normalised unless asked)."""
 
-    features: torch.Tensor  # (N, D) float32, unit rows
+    features: torch.Tensor  # (N, D) float32, unit rows; (N, V, D) per view with keep_views
     labels: torch.Tensor  # (N,) int64
     index: torch.Tensor  # (N,) int64 video index in the split
 
@@ -69,12 +69,14 @@ def extract_features(
     device: torch.device,
     encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     key: Optional[str] = None,
+    keep_views: bool = False,
 ) -> Features:
     """Features of every video the loader yields, from ``model.forward_features`` or ``encode``.
 
     The model runs in eval mode (restored afterwards). Views of a video are averaged before the L2
-    normalisation; videos marked invalid (undecodable) are left out. Every process extracts its shard
-    and receives all rows; duplicates a DistributedSampler adds are dropped by video index.
+    normalisation, or with ``keep_views`` returned one by one as they are; videos marked invalid
+    (undecodable) are left out. Every process extracts its shard and receives all rows; duplicates a
+    DistributedSampler adds are dropped by video index.
 
     Args:
         model: module with ``forward_features(x) -> (B, D)`` of its input (``batch["video"]`` views,
@@ -85,6 +87,8 @@ def extract_features(
         encode: maps one view of ``batch[key]`` to ``(B, D)`` instead of ``model.forward_features``
             (e.g. a cross-modal model's joint-space audio embedding).
         key: the batch entry to encode (default: the model's input, ``"video"`` unless it says).
+        keep_views: return the raw ``(N, V, D)`` features of every view (neither averaged nor
+            normalised), e.g. for a classifier fitted on them.
 
     Returns:
         :class:`Features` on the CPU.
@@ -96,10 +100,11 @@ def extract_features(
     rows, labels, index = [], [], []
     for batch in loader:
         views = move_to_device(batch[key], device, non_blocking=True)
-        # V x (B, D) -> (B, V, D) -> (B, D)
-        feats = torch.stack([encode(v).float() for v in views], dim=1).mean(dim=1)
+        feats = torch.stack([encode(v).float() for v in views], dim=1)  # V x (B, D) -> (B, V, D)
+        if not keep_views:
+            feats = F.normalize(feats.mean(dim=1), dim=1)  # (B, V, D) -> (B, D)
         keep = batch["valid"].bool()
-        rows.append(F.normalize(feats, dim=1).cpu()[keep])
+        rows.append(feats.cpu()[keep])
         labels.append(batch["label"][keep])
         index.append(batch["index"][keep])
     model.train(was_training)

@@ -1,7 +1,7 @@
 """Models: backbones, heads and methods. Importing this package fills the MODEL, BACKBONE and HEAD
 registries."""
 
-from . import audio_backbones, backbones, heads  # noqa: F401  (registration side effects)
+from . import audio_backbones, backbones, colour_stats, heads  # noqa: F401  (registration side effects)
 from . import classifier, linear_probe  # noqa: F401
 from . import ssl  # noqa: F401  (registers RhoSimCLR, RhoMoCo, RhoBYOL, RhoSwAV)
 from .build import build_backbone, build_model
