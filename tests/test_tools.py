@@ -70,20 +70,34 @@ def test_ssl_demo_report_end_to_end(tmp_path):
     readme.write_text("# r\n<!-- ssl-demo-report:start -->\nold\n<!-- ssl-demo-report:end -->\ntail\n")
     tiny = ["MODEL.NUM_CLASSES", "2", "STICA.SYNTHETIC.TRAIN_PER_CLASS", "4", "STICA.SYNTHETIC.VAL_PER_CLASS", "1",
             "STICA.SYNTHETIC.TEST_PER_CLASS", "2", "STICA.SYNTHETIC.DURATION", "1.5", "STICA.SYNTHETIC.WIDTH", "48",
-            "STICA.SYNTHETIC.HEIGHT", "32", "SOLVER.MAX_EPOCH", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
+            "STICA.SYNTHETIC.HEIGHT", "32", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
+            "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
             "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
-            "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"]
+            "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+            "STICA.FEATURE_PROBE.L2", "[0.1]"]
     out = tmp_path / "report"
-    _tool("ssl_demo_report.py", "--methods", "byol", "--out", str(out), "--readme", str(readme), *tiny)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "ssl_demo_report.py"), "--methods", "byol",
+                           "--seeds", "0", "--out", str(out), "--readme", str(readme), *tiny],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Progress on stderr: each stage and where its log is, then its epochs.
+    assert "[rhoBYOL, seed 0] configs/demo/rho_byol_tiny.yaml: log " in proc.stderr
+    assert "[rhoBYOL, seed 0]" in proc.stderr and "epoch 1/1 done" in proc.stderr
     report = json.loads((out / "report.json").read_text())
-    (row,) = report["methods"]
-    probe = json.loads((out / "byol_probe" / "metrics.json").read_text())
-    assert row["method"] == "rhoBYOL" and row["top1_acc"] == probe["top1_acc"]
-    assert row["knn_top1_acc"] == json.loads((out / "byol" / "metrics.json").read_text())["knn_top1_acc"]
-    assert report["random_init_top1_acc"] == json.loads(
-        (out / "random_init_probe" / "metrics.json").read_text())["top1_acc"]
+    assert [(r["kind"], r["seed"]) for r in report["runs"]] == [
+        ("random", 0), ("colour", 0), ("supervised", 0), ("byol", 0)]
+    for run in report["runs"]:
+        probe = json.loads((out / f"{run['kind']}_seed0_probe" / "metrics.json").read_text())
+        assert run["top1_acc"] == probe["feature_probe_top1_acc"] and run["effective_rank"] == probe["effective_rank"]
+    byol = report["runs"][-1]
+    assert byol["knn_top1_acc"] == json.loads((out / "byol_seed0" / "metrics.json").read_text())["knn_top1_acc"]
+    assert byol["pretrain_s"] > 0 and report["runs"][0]["pretrain_s"] == 0.0
+    colour_probe = json.loads((out / "colour_seed0_probe" / "metrics.json").read_text())
+    assert colour_probe["feature_probe_checkpoint"] == ""
     text = readme.read_text()
-    assert "old" not in text and "| rhoBYOL |" in text and text.endswith("tail\n")
+    assert "old" not in text and text.endswith("tail\n")
+    for row in ("| random init |", "| colour only |", "| supervised (upper bound) |", "| rhoBYOL |"):
+        assert row in text
     assert "(docs/ssl_demo_report.png)" in text
     assert (tmp_path / "docs" / "ssl_demo_report.png").read_bytes() == (out / "report.png").read_bytes()
 
@@ -108,15 +122,21 @@ def test_stica_demo_end_to_end(tmp_path):
     tiny = ["MODEL.NUM_CLASSES", "2", "STICA.SYNTHETIC.TRAIN_PER_CLASS", "4", "STICA.SYNTHETIC.VAL_PER_CLASS", "1",
             "STICA.SYNTHETIC.TEST_PER_CLASS", "2", "STICA.SYNTHETIC.DURATION", "1.5", "STICA.SYNTHETIC.WIDTH", "64",
             "STICA.SYNTHETIC.HEIGHT", "48", "SOLVER.MAX_EPOCH", "1", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
-            "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0"]
+            "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
+            "STICA.FEATURE_PROBE.L2", "[0.1]"]
     out = tmp_path / "demo"
-    _tool("demo.py", "--out", str(out), "--readme", str(readme), *tiny)
+    _tool("demo.py", "--out", str(out), "--readme", str(readme), "--seed", "1", *tiny)
     report = json.loads((out / "demo_report.json").read_text())
-    assert report["probes"]["video"] == json.loads((out / "probe_video" / "metrics.json").read_text())["top1_acc"]
+    assert report["seed"] == 1
+    for probe in ("video", "video_random", "video_colour", "video_supervised", "audio"):
+        metrics = json.loads((out / f"probe_{probe}" / "metrics.json").read_text())
+        assert report["probes"][probe] == metrics["feature_probe_top1_acc"]
+    supervised = json.loads((out / "probe_video_supervised" / "metrics.json").read_text())
+    assert supervised["feature_probe_checkpoint"].endswith("checkpoint_epoch_00001.pyth")
     retrieval = json.loads((out / "retrieval" / "metrics.json").read_text())
     assert report["retrieval"]["a2v_R@1"] == retrieval["a2v_R@1"] and retrieval["cross_modal_num_videos"] == 4
     assert [r["epoch"] for r in report["curves"] if r["_type"] == "train_epoch"] == ["1/1"]
     text = readme.read_text()
-    assert "old" not in text and "audio -> video" in text and text.endswith("tail\n")
+    assert "old" not in text and "audio -> video" in text and "colour only" in text and text.endswith("tail\n")
     for png in ("stica_demo_curves.png", "stica_demo_probes.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 1000

@@ -1,6 +1,7 @@
 """Helpers of the demo scripts (tools/demo.py, tools/ssl_demo_report.py): every stage is a real
 ``tools/run_net.py`` process whose figures are read back from its OUTPUT_DIR."""
 
+import argparse
 import glob
 import json
 import os
@@ -8,24 +9,72 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "demo")
 
 
-def run_net(cfg: str, out_dir: str, overrides: Sequence[str]) -> float:
+def _progress(record: Dict) -> str:
+    """A short status of a run from its newest json_stats record (training epoch / loss / ETA)."""
+    kind = record.get("_type", "")
+    if kind == "train_iter":
+        return f"epoch {record['epoch']} iter {record['iter']} loss {record['loss']:.3f} eta {record.get('eta', '?')}"
+    if kind == "train_epoch":
+        return f"epoch {record['epoch']} done, loss {record['loss']:.3f}"
+    if kind.startswith("knn"):
+        return f"epoch {record.get('epoch', '-')} kNN top-1 {record['knn_top1_acc']:.1f} %"
+    if kind == "feature_probe":
+        return f"probe top-1 {record['feature_probe_top1_acc']:.1f} %"
+    return kind
+
+
+def _newest_record(log_path: str, offset: int) -> Tuple[Optional[Dict], int]:
+    """The last json_stats record written to ``log_path`` after byte ``offset``, and the new offset."""
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1  # only whole lines
+    record = None
+    for line in chunk[:end].decode(errors="replace").splitlines():
+        if "json_stats: " in line:
+            try:
+                record = json.loads(line.split("json_stats: ", 1)[1])
+            except ValueError:
+                pass
+    return record, offset + end
+
+
+def run_net(cfg: str, out_dir: str, overrides: Sequence[str], stage: str = "") -> float:
     """Run tools/run_net.py from scratch in ``out_dir`` (an earlier run there is deleted: it would be
-    resumed); return its wall time in seconds. Its output goes to out_dir/run.log."""
+    resumed); return its wall time in seconds. Its output goes to out_dir/run.log; meanwhile the
+    stage's progress (epoch, loss, ETA) is shown on stderr, on one rewritten line on a terminal."""
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "OUTPUT_DIR", out_dir,
            *overrides]
+    log_path = os.path.join(out_dir, "run.log")
+    name = stage or os.path.basename(out_dir)
+    tty = sys.stderr.isatty()
+    print(f"[{name}] {os.path.relpath(cfg, REPO)}: log {log_path}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    with open(os.path.join(out_dir, "run.log"), "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        offset, last = 0, ""
+        while proc.poll() is None:
+            time.sleep(1.0)
+            record, offset = _newest_record(log_path, offset)
+            status = _progress(record) if record else ""
+            # On a terminal every update rewrites one line; in a log file only epoch-level news.
+            if status and status != last and (tty or record.get("_type") != "train_iter"):
+                elapsed = time.perf_counter() - start
+                text = f"[{name}] {elapsed / 60:4.1f} min  {status}"
+                print(f"\r{text:<100}" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
+                last = status
+    if tty and last:
+        print(file=sys.stderr)
     if proc.returncode:
-        sys.exit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}); see {out_dir}/run.log")
+        sys.exit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}); see {log_path}")
     return time.perf_counter() - start
 
 
@@ -52,13 +101,19 @@ def last_checkpoint(out_dir: str) -> str:
     return ckpts[-1]
 
 
+def load_config(cfg_path: str, overrides: Sequence[str]):
+    """The config of ``cfg_path`` with the command-line ``overrides``, as run_net loads it."""
+    from stica_slowfast.utils.parser import load_config_from_args, parse_args
+
+    return load_config_from_args(parse_args(["--cfg", cfg_path, *overrides]))
+
+
 def prepare_data(cfg_path: str, out: str, overrides: Sequence[str]) -> str:
     """Generate the synthetic dataset described by ``cfg_path`` (+ overrides) into OUT/synthetic_data
     once; every stage then reads it. Returns its directory."""
     from stica_slowfast.data.synthetic import generate_dataset_from_cfg
-    from stica_slowfast.utils.parser import load_config_from_args, parse_args
 
-    cfg = load_config_from_args(parse_args(["--cfg", cfg_path, *overrides]))
+    cfg = load_config(cfg_path, overrides)
     data = os.path.join(out, "synthetic_data")
     generate_dataset_from_cfg(cfg, data)
     return data
@@ -82,3 +137,24 @@ def copy_beside_readme(readme: str, source: str, name: str) -> str:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(source, target)
     return f"docs/{name}"
+
+
+def parse_report_args(
+    doc: str, default_out: str, report_file: str, add_arguments: Callable[[argparse.ArgumentParser], None]
+) -> Tuple[argparse.Namespace, List[str], Optional[Dict]]:
+    """The command line of a report tool: ``--out``, ``--readme``, ``--render-only`` and the tool's own
+    arguments; the rest are config overrides. Returns (args with an absolute ``out``, overrides, the
+    earlier report of OUT/``report_file`` with --render-only, else None after creating OUT)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=default_out)
+    parser.add_argument("--readme", help="README.md to put the table into (between its markers)")
+    parser.add_argument("--render-only", action="store_true",
+                        help=f"no runs: rewrite the table, plots and README from OUT/{report_file}")
+    add_arguments(parser)
+    args, overrides = parser.parse_known_args()
+    args.out = os.path.abspath(args.out)
+    if args.render_only:
+        with open(os.path.join(args.out, report_file)) as f:
+            return args, list(overrides), json.load(f)
+    os.makedirs(args.out, exist_ok=True)
+    return args, list(overrides), None
