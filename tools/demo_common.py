@@ -29,26 +29,28 @@ def _progress(record: Dict) -> str:
     return kind
 
 
-def _newest_record(log_path: str, offset: int) -> Tuple[Optional[Dict], int]:
-    """The last json_stats record written to ``log_path`` after byte ``offset``, and the new offset."""
+def _new_records(log_path: str, offset: int) -> Tuple[List[Dict], int]:
+    """The json_stats records written to ``log_path`` after byte ``offset`` (whole lines only), and
+    the offset after them."""
     with open(log_path, "rb") as f:
         f.seek(offset)
         chunk = f.read()
-    end = chunk.rfind(b"\n") + 1  # only whole lines
-    record = None
+    end = chunk.rfind(b"\n") + 1
+    records = []
     for line in chunk[:end].decode(errors="replace").splitlines():
         if "json_stats: " in line:
             try:
-                record = json.loads(line.split("json_stats: ", 1)[1])
+                records.append(json.loads(line.split("json_stats: ", 1)[1]))
             except ValueError:
                 pass
-    return record, offset + end
+    return records, offset + end
 
 
 def run_net(cfg: str, out_dir: str, overrides: Sequence[str], stage: str = "") -> float:
     """Run tools/run_net.py from scratch in ``out_dir`` (an earlier run there is deleted: it would be
     resumed); return its wall time in seconds. Its output goes to out_dir/run.log; meanwhile the
-    stage's progress (epoch, loss, ETA) is shown on stderr, on one rewritten line on a terminal."""
+    stage's progress (epoch, loss, ETA) is shown on stderr: on a terminal one line rewritten with the
+    newest record, elsewhere a line per epoch-level record."""
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_net.py"), "--cfg", cfg, "OUTPUT_DIR", out_dir,
@@ -58,20 +60,22 @@ def run_net(cfg: str, out_dir: str, overrides: Sequence[str], stage: str = "") -
     tty = sys.stderr.isatty()
     print(f"[{name}] {os.path.relpath(cfg, REPO)}: log {log_path}", file=sys.stderr, flush=True)
     start = time.perf_counter()
+
+    def show(records: List[Dict]) -> None:
+        shown = records[-1:] if tty else [r for r in records if r.get("_type") != "train_iter"]
+        for record in shown:
+            text = f"[{name}] {(time.perf_counter() - start) / 60:4.1f} min  {_progress(record)}"
+            print(f"\r{text:<100}" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
+
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        offset, last = 0, ""
+        offset = 0
         while proc.poll() is None:
             time.sleep(1.0)
-            record, offset = _newest_record(log_path, offset)
-            status = _progress(record) if record else ""
-            # On a terminal every update rewrites one line; in a log file only epoch-level news.
-            if status and status != last and (tty or record.get("_type") != "train_iter"):
-                elapsed = time.perf_counter() - start
-                text = f"[{name}] {elapsed / 60:4.1f} min  {status}"
-                print(f"\r{text:<100}" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
-                last = status
-    if tty and last:
+            records, offset = _new_records(log_path, offset)
+            show(records)
+    show(_new_records(log_path, offset)[0])  # what the run wrote after the last look
+    if tty:
         print(file=sys.stderr)
     if proc.returncode:
         sys.exit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}); see {log_path}")
