@@ -51,10 +51,11 @@ def _run_stages(out: str, overrides: List[str]) -> Dict:
     ckpt = last_checkpoint(pre)
     # The upper bound: the video encoder trained with the labels, at the demo's input and epochs.
     bound = os.path.join(out, "supervised")
-    d = load_config(PRETRAIN, overrides).DATA
+    pretrain_cfg = load_config(PRETRAIN, overrides)
+    d = pretrain_cfg.DATA
     same_input = ["DATA.TRAIN_JITTER_SCALES", str(list(d.TRAIN_JITTER_SCALES)), "DATA.TRAIN_CROP_SIZE",
                   str(d.TRAIN_CROP_SIZE), "DATA.TEST_CROP_SIZE", str(d.TEST_CROP_SIZE),
-                  "SOLVER.MAX_EPOCH", str(load_config(PRETRAIN, overrides).SOLVER.MAX_EPOCH)]
+                  "SOLVER.MAX_EPOCH", str(pretrain_cfg.SOLVER.MAX_EPOCH)]
     seconds["supervised"] = run_net(SUPERVISED, bound, [*same_input, *common], stage="supervised upper bound")
     probes = {}
     # (No random-init audio probe: the synthetic classes are distinct tones, which a random audio

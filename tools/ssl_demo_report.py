@@ -66,18 +66,19 @@ def _run(kind: str, seed: int, out: str, common: List[str]) -> Dict:
     tag = f"{kind}_seed{seed}"
     seeded = [*common, "RNG_SEED", str(seed)]
     row: Dict = {"kind": kind, "seed": seed, "pretrain_s": 0.0}
-    probe_opts = [*seeded, "TRAIN.CHECKPOINT_FILE_PATH", ""]
+    checkpoint, arch = "", []
     if kind == "colour":
-        probe_opts += ["MODEL.ARCH", "colour_stats"]
+        arch = ["MODEL.ARCH", "colour_stats"]
     elif kind != "random":
         pre_cfg = os.path.join(DEMO, "supervised_bound_tiny.yaml" if kind == "supervised" else f"rho_{kind}_tiny.yaml")
         pre_dir = os.path.join(out, tag)
         row["pretrain_s"] = round(run_net(pre_cfg, pre_dir, seeded, stage=f"{NAMES[kind]}, seed {seed}"), 1)
-        probe_opts[-1] = last_checkpoint(pre_dir)
+        checkpoint = last_checkpoint(pre_dir)
         stats = read_json_stats(pre_dir)
         row["knn_curve"] = [[r["epoch"], r["knn_top1_acc"]] for r in stats if r.get("_type") == "knn_val"]
         row["knn_top1_acc"] = read_metrics(pre_dir).get("knn_top1_acc")
     probe_dir = os.path.join(out, f"{tag}_probe")
+    probe_opts = [*seeded, "TRAIN.CHECKPOINT_FILE_PATH", checkpoint, *arch]
     row["probe_s"] = round(run_net(PROBE, probe_dir, probe_opts, stage=f"{NAMES[kind]} probe, seed {seed}"), 1)
     row.update(_probe_row(probe_dir))
     return row
@@ -156,8 +157,8 @@ def _chart(runs: List[Dict], path: str) -> None:
 
 
 def _merge_runs(path: str, runs: List[Dict], overrides: List[str]) -> List[Dict]:
-    """This invocation's runs plus the other (kind, seed) runs of an earlier report in the same
-    ``--out`` made with the same overrides (so ``--methods byol`` redoes only rhoBYOL's rows)."""
+    """``runs`` plus the other (kind, seed) runs of the report already in the same ``--out`` made with
+    the same overrides (so ``--methods byol`` redoes only rhoBYOL's rows)."""
     done = {(r["kind"], r["seed"]) for r in runs}
     kept = []
     if os.path.exists(path):
@@ -186,14 +187,16 @@ def run_report(methods: Sequence[str], seeds: Sequence[int], out: str, overrides
                baselines: Sequence[str] = BASELINES) -> Dict:
     data = prepare_data(PROBE, out, overrides)
     common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
-    runs = []
+    path = os.path.join(out, "report.json")
+    report = {"runs": _merge_runs(path, [], overrides), "overrides": overrides}
     for seed in seeds:
         for kind in (*baselines, *methods):
-            runs.append(_run(kind, seed, out, common))
-            print(json.dumps(runs[-1]), flush=True)
-    report = {"runs": _merge_runs(os.path.join(out, "report.json"), runs, overrides), "overrides": overrides}
-    with open(os.path.join(out, "report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+            run = _run(kind, seed, out, common)
+            print(json.dumps(run), flush=True)
+            # Saved after every run: a report stopped part-way keeps what it ran.
+            report = {"runs": _merge_runs(path, [run], overrides), "overrides": overrides}
+            with open(path, "w") as f:
+                json.dump(report, f, indent=2)
     return report
 
 

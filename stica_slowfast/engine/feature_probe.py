@@ -34,7 +34,7 @@ from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_initialisation
 from .evaluator import write_metrics
 from .retrieval import extract_features
 from .setup import setup_process
@@ -214,8 +214,7 @@ def feature_probe(cfg: CfgNode) -> Dict[str, float]:
     model = build_model(cfg).to(device)
     path = cfg.TRAIN.CHECKPOINT_FILE_PATH
     if path:
-        load_pretrained = getattr(model, "load_pretrained", None)
-        epoch = load_pretrained(path) if load_pretrained is not None else load_checkpoint(path, model)
+        epoch = load_initialisation(path, model)
         logger.info("Feature probe of %s (epoch %d)", path, epoch + 1)
     else:
         logger.warning("No TRAIN.CHECKPOINT_FILE_PATH: feature probe of a randomly initialised model")

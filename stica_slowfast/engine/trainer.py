@@ -22,7 +22,7 @@ from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
 from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
 
-from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import get_last_checkpoint, load_checkpoint, load_initialisation, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import SmoothedValue
 from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
@@ -73,9 +73,7 @@ def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         path = cfg.TRAIN.CHECKPOINT_FILE_PATH
         logger.info("Initialising from %s", path)
-        # A model may take only part of another run's state (LinearProbe: the SSL backbone).
-        load_pretrained = getattr(model, "load_pretrained", None)
-        epoch = load_pretrained(path) if load_pretrained is not None else load_checkpoint(path, model)
+        epoch = load_initialisation(path, model)
         return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1
     return 0
 
