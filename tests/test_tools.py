@@ -100,6 +100,7 @@ def test_ssl_demo_report_end_to_end(tmp_path):
         assert row in text
     assert "(docs/ssl_demo_report.png)" in text
     assert (tmp_path / "docs" / "ssl_demo_report.png").read_bytes() == (out / "report.png").read_bytes()
+    assert json.loads((tmp_path / "docs" / "ssl_demo_report.json").read_text()) == report
 
 
 def test_crop_benchmark(tmp_path):
@@ -125,18 +126,31 @@ def test_stica_demo_end_to_end(tmp_path):
             "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
             "STICA.FEATURE_PROBE.L2", "[0.1]"]
     out = tmp_path / "demo"
-    _tool("demo.py", "--out", str(out), "--readme", str(readme), "--seed", "1", *tiny)
+    _tool("demo.py", "--out", str(out), "--readme", str(readme), "--seeds", "1", *tiny)
     report = json.loads((out / "demo_report.json").read_text())
-    assert report["seed"] == 1
+    (run,) = report["runs"]
+    assert run["seed"] == 1
     for probe in ("video", "video_random", "video_colour", "video_supervised", "audio"):
-        metrics = json.loads((out / f"probe_{probe}" / "metrics.json").read_text())
-        assert report["probes"][probe] == metrics["feature_probe_top1_acc"]
-    supervised = json.loads((out / "probe_video_supervised" / "metrics.json").read_text())
+        metrics = json.loads((out / "seed1" / f"probe_{probe}" / "metrics.json").read_text())
+        assert run["probes"][probe] == metrics["feature_probe_top1_acc"]
+    supervised = json.loads((out / "seed1" / "probe_video_supervised" / "metrics.json").read_text())
     assert supervised["feature_probe_checkpoint"].endswith("checkpoint_epoch_00001.pyth")
-    retrieval = json.loads((out / "retrieval" / "metrics.json").read_text())
-    assert report["retrieval"]["a2v_R@1"] == retrieval["a2v_R@1"] and retrieval["cross_modal_num_videos"] == 4
-    assert [r["epoch"] for r in report["curves"] if r["_type"] == "train_epoch"] == ["1/1"]
+    retrieval = json.loads((out / "seed1" / "retrieval" / "metrics.json").read_text())
+    assert run["retrieval"]["a2v_R@1"] == retrieval["a2v_R@1"] and retrieval["cross_modal_num_videos"] == 4
+    assert [r["epoch"] for r in run["curves"] if r["_type"] == "train_epoch"] == ["1/1"]
     text = readme.read_text()
     assert "old" not in text and "audio -> video" in text and "colour only" in text and text.endswith("tail\n")
+    assert "seed 1:" in text and "±" not in text.split("| test split |")[1].split("\n")[0]
     for png in ("stica_demo_curves.png", "stica_demo_probes.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 1000
+    assert json.loads((tmp_path / "docs" / "stica_demo_report.json").read_text()) == report
+
+    # A second seed's figures (here the first one's, shifted) join the table as mean ± sd.
+    other = json.loads(json.dumps(run))
+    other["seed"], other["probes"]["video"] = 2, run["probes"]["video"] + 10.0
+    report["runs"].append(other)
+    (out / "demo_report.json").write_text(json.dumps(report))
+    _tool("demo.py", "--out", str(out), "--readme", str(readme), "--render-only")
+    row = readme.read_text().split("| test split |")[1].split("\n")[0]
+    assert row.split("|")[0].strip() == f"{run['probes']['video'] + 5.0:.1f} ± {10.0 / 2 ** 0.5:.1f}"
+    assert "mean ± sd over seeds 1, 2" in readme.read_text()

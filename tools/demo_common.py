@@ -5,7 +5,9 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -123,6 +125,41 @@ def prepare_data(cfg_path: str, out: str, overrides: Sequence[str]) -> str:
     return data
 
 
+def merge_runs(path: str, runs: List[Dict], overrides: Sequence[str], key: Callable[[Dict], Tuple]) -> List[Dict]:
+    """``runs`` plus the runs of the report already at ``path`` that were made with the same
+    ``overrides`` and whose ``key`` none of ``runs`` has (so a report can be built up over several
+    invocations, and one run redone), sorted by ``key``."""
+    done = {key(r) for r in runs}
+    kept = []
+    if os.path.exists(path):
+        with open(path) as f:
+            earlier = json.load(f)
+        if earlier.get("overrides") == list(overrides):
+            kept = [r for r in earlier.get("runs", []) if key(r) not in done]
+    return sorted(kept + runs, key=key)
+
+
+def save_report(path: str, report: Dict) -> None:
+    """Write ``report`` as JSON (after every run: a report stopped part-way keeps what it ran)."""
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def mean_sd(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean and sample sd of ``values`` (sd 0 for one value; (None, None) for none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def pm(mean: Optional[float], sd: Optional[float], unit: str = "", digits: int = 1) -> str:
+    """``mean ± sd`` (just the mean when sd is 0, "-" when there is no mean)."""
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}{unit}" if sd else f"{mean:.{digits}f}{unit}"
+
+
 def update_readme(readme: str, start: str, end: str, block: str) -> None:
     """Replace the README's text between the ``start`` and ``end`` markers with ``block``."""
     with open(readme) as f:
@@ -143,6 +180,25 @@ def copy_beside_readme(readme: str, source: str, name: str) -> str:
     return f"docs/{name}"
 
 
+# A config key as the command line gives it (PySlowFast's KEY VALUE overrides): RNG_SEED, SOLVER.MAX_EPOCH.
+_CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*")
+
+
+def _split_overrides(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """``argv`` split into the tool's own arguments and the config overrides, which start at the first
+    config key that is not an option's value (so ``--seeds 0 1 SOLVER.MAX_EPOCH 8`` works)."""
+    takes_value = {s for a in parser._actions if a.nargs is None for s in a.option_strings}
+    i = 0
+    while i < len(argv):
+        if argv[i] in takes_value:
+            i += 2
+            continue
+        if _CONFIG_KEY.fullmatch(argv[i]):
+            return list(argv[:i]), list(argv[i:])
+        i += 1
+    return list(argv), []
+
+
 def parse_report_args(
     doc: str, default_out: str, report_file: str, add_arguments: Callable[[argparse.ArgumentParser], None]
 ) -> Tuple[argparse.Namespace, List[str], Optional[Dict]]:
@@ -155,7 +211,8 @@ def parse_report_args(
     parser.add_argument("--render-only", action="store_true",
                         help=f"no runs: rewrite the table, plots and README from OUT/{report_file}")
     add_arguments(parser)
-    args, overrides = parser.parse_known_args()
+    argv, overrides = _split_overrides(parser, sys.argv[1:])
+    args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
     if args.render_only:
         with open(os.path.join(args.out, report_file)) as f:

@@ -36,10 +36,10 @@ import argparse
 import json
 import os
 import statistics
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
-from demo_common import (DEMO, copy_beside_readme, last_checkpoint, parse_report_args, prepare_data, read_json_stats,
-                         read_metrics, run_net, update_readme)
+from demo_common import (DEMO, copy_beside_readme, last_checkpoint, mean_sd, merge_runs, parse_report_args, pm,
+                         prepare_data, read_json_stats, read_metrics, run_net, save_report, update_readme)
 
 METHODS = ("simclr", "moco", "byol", "swav")
 NAMES = {"simclr": "rhoSimCLR", "moco": "rhoMoCo", "byol": "rhoBYOL", "swav": "rhoSwAV",
@@ -88,22 +88,10 @@ def _summary(runs: List[Dict], kind: str) -> Dict:
     """Mean and sd over the seeds of ``kind``'s runs (sd 0 for one seed)."""
     rows = [r for r in runs if r["kind"] == kind]
 
-    def stat(key: str):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        if not values:
-            return None, None
-        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
     out = {"kind": kind, "seeds": sorted(r["seed"] for r in rows)}
     for key in ("top1_acc", "knn_top1_acc", "pretrain_s", "probe_s", *DIAGNOSTICS):
-        out[key], out[f"{key}_sd"] = stat(key)
+        out[key], out[f"{key}_sd"] = mean_sd([r.get(key) for r in rows])
     return out
-
-
-def _pm(mean, sd, unit: str = "", digits: int = 1) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}{unit}" if sd else f"{mean:.{digits}f}{unit}"
 
 
 def _table(runs: List[Dict]) -> str:
@@ -111,8 +99,9 @@ def _table(runs: List[Dict]) -> str:
     summary = {k: _summary(runs, k) for k in kinds}
     shortcut = max((summary[k]["top1_acc"] for k in SHORTCUTS if k in summary), default=None)
     seeds = sorted({r["seed"] for r in runs})
+    over = f"mean ± sd over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
     lines = [
-        f"Linear probe top-1 on the synthetic test split, mean ± sd over seeds {', '.join(map(str, seeds))}; "
+        f"Linear probe top-1 on the synthetic test split, {over}; "
         f"a method counts when it beats the better shortcut baseline (random init, colour only) by "
         f"{REQUIRED_MARGIN:.0f} points. Effective rank, alignment and uniformity are those of the test "
         f"features (a collapse shows as rank near 1 and uniformity near 0).",
@@ -126,11 +115,11 @@ def _table(runs: List[Dict]) -> str:
         if kind in METHODS and shortcut is not None:
             diff = s["top1_acc"] - shortcut
             margin = f"{diff:+.1f}" + (" ✓" if diff >= REQUIRED_MARGIN else "")
-        pretrain = _pm(s["pretrain_s"] / 60, s["pretrain_s_sd"] / 60) if s["pretrain_s"] else "-"
+        pretrain = pm(s["pretrain_s"] / 60, s["pretrain_s_sd"] / 60) if s["pretrain_s"] else "-"
         lines.append(
-            f"| {NAMES[kind]} | {pretrain} | {_pm(s['top1_acc'], s['top1_acc_sd'], ' %')} | {margin} | "
-            f"{_pm(s['knn_top1_acc'], s['knn_top1_acc_sd'], ' %')} | {_pm(s['effective_rank'], s['effective_rank_sd'])} | "
-            f"{_pm(s['alignment'], s['alignment_sd'], digits=3)} | {_pm(s['uniformity'], s['uniformity_sd'], digits=2)} |")
+            f"| {NAMES[kind]} | {pretrain} | {pm(s['top1_acc'], s['top1_acc_sd'], ' %')} | {margin} | "
+            f"{pm(s['knn_top1_acc'], s['knn_top1_acc_sd'], ' %')} | {pm(s['effective_rank'], s['effective_rank_sd'])} | "
+            f"{pm(s['alignment'], s['alignment_sd'], digits=3)} | {pm(s['uniformity'], s['uniformity_sd'], digits=2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -156,18 +145,8 @@ def _chart(runs: List[Dict], path: str) -> None:
     plt.close(fig)
 
 
-def _merge_runs(path: str, runs: List[Dict], overrides: List[str]) -> List[Dict]:
-    """``runs`` plus the other (kind, seed) runs of the report already in the same ``--out`` made with
-    the same overrides (so ``--methods byol`` redoes only rhoBYOL's rows)."""
-    done = {(r["kind"], r["seed"]) for r in runs}
-    kept = []
-    if os.path.exists(path):
-        with open(path) as f:
-            earlier = json.load(f)
-        if earlier.get("overrides") == overrides:
-            kept = [r for r in earlier.get("runs", []) if (r["kind"], r["seed"]) not in done]
-    order = [*BASELINES, *METHODS]
-    return sorted(kept + runs, key=lambda r: (order.index(r["kind"]), r["seed"]))
+def _run_key(run: Dict) -> Tuple[int, int]:
+    return (list(BASELINES + METHODS).index(run["kind"]), run["seed"])
 
 
 def _write_outputs(report: Dict, out: str, readme: str) -> None:
@@ -179,6 +158,8 @@ def _write_outputs(report: Dict, out: str, readme: str) -> None:
     if readme:
         # The chart goes next to the README (docs/) and is shown under the table.
         chart = copy_beside_readme(readme, os.path.join(out, "report.png"), "ssl_demo_report.png")
+        # Every run's figures beside it: later seeds can be added to them (copy it to OUT/report.json).
+        copy_beside_readme(readme, os.path.join(out, "report.json"), "ssl_demo_report.json")
         update_readme(readme, START, END, f"{table}\n![linear probe top-1 per method]({chart})\n")
     print(table)
 
@@ -188,15 +169,13 @@ def run_report(methods: Sequence[str], seeds: Sequence[int], out: str, overrides
     data = prepare_data(PROBE, out, overrides)
     common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
     path = os.path.join(out, "report.json")
-    report = {"runs": _merge_runs(path, [], overrides), "overrides": overrides}
+    report = {"runs": merge_runs(path, [], overrides, _run_key), "overrides": overrides}
     for seed in seeds:
         for kind in (*baselines, *methods):
             run = _run(kind, seed, out, common)
             print(json.dumps(run), flush=True)
-            # Saved after every run: a report stopped part-way keeps what it ran.
-            report = {"runs": _merge_runs(path, [run], overrides), "overrides": overrides}
-            with open(path, "w") as f:
-                json.dump(report, f, indent=2)
+            report["runs"] = merge_runs(path, [run], overrides, _run_key)
+            save_report(path, report)
     return report
 
 
