@@ -5,11 +5,15 @@ N_l / N_s large / small crops per view, V views, B videos, E embedding size::
 
     large (N_l, V, B, E), small (N_s, V, B, E)   -> L2-normalised
     large <-> large: every ordered pair of large crops (i, a), (j, b) of different views a != b
-    small  -> large: every small crop (k, a) against every large crop (i, b), large side stopped
+    small  -> large: every small crop (k, a) against every large crop (i, b) of another view b != a,
+                     large side stopped
     each pair (q, k): InfoNCE over the B videos, -1/B sum_n log softmax_m(q_n . k_m / T)[n]
     loss = mean(large-large terms) + mean(small-large terms), halved when both exist
 
-All pairs are computed in one batched product, not a Python loop over pairs.
+A positive pair is always two views: crops of one view are cut from one feature map, so they share
+its clip's moment and augmentation (colour jitter, flip, blur), and matching them would reward
+encoding exactly what the augmentation is there to remove (e.g. the colours a video shows at that
+moment). All pairs are computed in one batched product, not a Python loop over pairs.
 """
 
 from typing import Optional
@@ -77,5 +81,7 @@ def crop_info_nce(
         return loss
     if small.dim() != 4 or small.shape[1:] != large.shape[1:]:
         raise ValueError(f"small must be (N_s, {views}, B, E) like large, got {tuple(small.shape)}")
-    small_to_large = pairwise_info_nce(small.flatten(0, 1), flat.detach(), temperature=temperature)
+    small_view = torch.arange(small.shape[0] * views, device=small.device) % views
+    small_to_large = pairwise_info_nce(small.flatten(0, 1), flat.detach(), temperature=temperature,
+                                       pair_mask=small_view[:, None] != view[None, :])
     return 0.5 * (loss + small_to_large)

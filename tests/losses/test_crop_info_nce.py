@@ -28,7 +28,7 @@ def _np_crop_loss(large: np.ndarray, small, t: float) -> float:
     if small is None:
         return loss
     sl = [_np_info_nce(small[k, a], large[i, b], t)
-          for k in range(small.shape[0]) for a in range(views) for i in range(n_l) for b in range(views)]
+          for k in range(small.shape[0]) for a in range(views) for i in range(n_l) for b in range(views) if a != b]
     return 0.5 * (loss + float(np.mean(sl)))
 
 
@@ -83,3 +83,15 @@ def test_bad_inputs_are_named():
         crop_info_nce(torch.randn(2, 2, 4, 8), torch.randn(2, 3, 4, 8), temperature=0.5)
     with pytest.raises(ValueError, match="temperature"):
         pairwise_info_nce(torch.randn(1, 2, 3), torch.randn(1, 2, 3), temperature=0.0)
+
+
+def test_crops_of_one_view_are_never_a_positive_pair():
+    """Crops of one view share its clip's moment and augmentation: the small crops' term does not
+    depend on the large crops of their own view (only the other views' crops are their positives)."""
+    large, small = torch.randn(2, 2, 4, 8), torch.randn(3, 2, 4, 8, requires_grad=True)
+    other = large.clone()
+    other[:, 0] = torch.randn(2, 4, 8)  # view 0's large crops replaced
+    (g,) = torch.autograd.grad(crop_info_nce(large, small, temperature=0.5), small)
+    (g_other,) = torch.autograd.grad(crop_info_nce(other, small, temperature=0.5), small)
+    torch.testing.assert_close(g[:, 0], g_other[:, 0])  # view 0's small crops: only view 1 counts
+    assert not torch.allclose(g[:, 1], g_other[:, 1])  # view 1's small crops see view 0's change

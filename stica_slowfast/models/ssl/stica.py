@@ -15,7 +15,8 @@ embedding size::
 
     loss = alpha       * mean_v  cross_modal_info_nce(z_v[v], z_a[v], T_xm)         video <-> audio
          + (1 - alpha) * (  mean over large crops (i, a), (j, b), a != b: info_nce(l_ia, l_jb, T_c)
-                          + mean over small crops s, large crops l: info_nce(s, stopgrad(l), T_c) ) / 2
+                          + mean over small crops (k, a), large crops (i, b), a != b:
+                                info_nce(s_ka, stopgrad(l_ib), T_c) ) / 2
 
 Every InfoNCE's negatives are the other videos of the global batch (embeddings gathered from all
 processes with gradient, ``dist_on``). With Feature Crop off the loss is the cross-modal term alone.
