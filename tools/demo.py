@@ -114,6 +114,9 @@ def _table(report: Dict) -> str:
     def probe(name: str) -> float:
         return mean_sd([run["probes"][name] for run in runs])[0]
 
+    def probe_cell(name: str, unit: str = "") -> str:
+        return cell(lambda run: run["probes"][name], unit)
+
     def recalls(prefix: str) -> str:
         return " / ".join(cell(lambda run, k=k: run["retrieval"][f"{prefix}R@{k}"]) for k in ks)
 
@@ -129,11 +132,10 @@ def _table(report: Dict) -> str:
         "",
         "| video linear probe top-1 (%) | STiCA | random init | colour only | supervised (upper bound) | STiCA vs. best shortcut |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| test split | {cell(lambda run: run['probes']['video'])} | {cell(lambda run: run['probes']['video_random'])} | "
-        f"{cell(lambda run: run['probes']['video_colour'])} | {cell(lambda run: run['probes']['video_supervised'])} | "
-        f"{probe('video') - shortcut:+.1f} |",
+        f"| test split | {probe_cell('video')} | {probe_cell('video_random')} | {probe_cell('video_colour')} | "
+        f"{probe_cell('video_supervised')} | {probe('video') - shortcut:+.1f} |",
         "",
-        f"Audio linear probe top-1 of the STiCA audio encoder: {cell(lambda run: run['probes']['audio'], ' %')}.",
+        f"Audio linear probe top-1 of the STiCA audio encoder: {probe_cell('audio', ' %')}.",
         "",
         f"| retrieval (test split) | R@{' / R@'.join(map(str, ks))} (%) |",
         "|---|---:|",

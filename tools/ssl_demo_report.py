@@ -35,7 +35,6 @@ replace the README's section between the ssl-demo-report markers.
 import argparse
 import json
 import os
-import statistics
 from typing import Dict, List, Sequence, Tuple
 
 from demo_common import (DEMO, copy_beside_readme, last_checkpoint, mean_sd, merge_runs, parse_report_args, pm,
@@ -134,7 +133,7 @@ def _chart(runs: List[Dict], path: str) -> None:
     for i, kind in enumerate(kinds):
         values = [r["top1_acc"] for r in runs if r["kind"] == kind]
         colour = "tab:gray" if kind in BASELINES else "tab:blue"
-        ax.bar(i, statistics.fmean(values), color=colour, alpha=0.5)
+        ax.bar(i, mean_sd(values)[0], color=colour, alpha=0.5)
         ax.scatter([i] * len(values), values, color=colour, s=12, zorder=3)
     ax.set_xticks(range(len(kinds)), [NAMES[k].replace(" (upper bound)", "") for k in kinds], rotation=20,
                   fontsize=8)
