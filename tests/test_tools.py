@@ -115,6 +115,17 @@ def test_crop_benchmark(tmp_path):
         out["feature_crop"]["median_step_s"] / out["views_only"]["median_step_s"], abs=2e-3)
 
 
+def test_memory_format_benchmark(tmp_path):
+    out = json.loads(_tool(
+        "benchmark.py", "memory_format", "--iters", "1", "--warmup", "0", "--rounds", "1",
+        "--cfg", os.path.join(REPO, "configs", "demo", "rho_byol_tiny.yaml"), "STICA.SYNTHETIC.ENABLE", "False",
+        "OUTPUT_DIR", str(tmp_path), "TRAIN.BATCH_SIZE", "2", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32"))
+    assert out["model"] == "RhoBYOL" and out["batch"] == 2 and out["audio_arch"] is None
+    assert all(out[fmt]["median_step_s"] > 0 for fmt in ("contiguous", "channels_last"))
+    assert out["contiguous/channels_last"] == pytest.approx(
+        out["contiguous"]["median_step_s"] / out["channels_last"]["median_step_s"], abs=2e-3)
+
+
 def test_stica_demo_end_to_end(tmp_path):
     """tools/demo.py on a shrunken dataset and schedule: every stage runs, the report's figures are the
     stages' metrics, and the README section and PNGs are written."""

@@ -15,10 +15,14 @@
     python tools/benchmark.py crops --cfg CONFIG.yaml [--iters N] [--warmup N] [--rounds N] [KEY VALUE ...]
         STiCA training step with 2 views only, + Feature Crop, + the same crops taken in input space
         and encoded: median step time and peak memory of each (fresh processes, in turn), and the ratios
+    python tools/benchmark.py memory_format --cfg CONFIG.yaml [--iters N] [--warmup N] [--rounds N] [KEY VALUE ...]
+        a training step (MODEL.MODEL_NAME) with contiguous vs. channels-last convolutions
+        (STICA.MEMORY_FORMAT), timed in turn in one process: median step time of each, and the ratio
 """
 
 import argparse
 import contextlib
+import copy
 import json
 import multiprocessing
 import resource
@@ -42,8 +46,9 @@ from stica_slowfast.data.decoder import DecodedClips, VideoFile, get_clip_starts
 from stica_slowfast.data.loader import build_dataset
 from stica_slowfast.engine.entry import prepare_data
 from stica_slowfast.engine.optim import construct_optimizer
+from stica_slowfast.engine.setup import build_model_on
 from stica_slowfast.engine.trainer import amp_dtype, autocast
-from stica_slowfast.models import build_model
+from stica_slowfast.models import build_model, to_channels_last
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils.distributed import get_device
 from stica_slowfast.utils.misc import derive_seed, move_to_device
@@ -247,7 +252,7 @@ def bench_train(cfg, iters: int) -> dict:
     epoch boundary falls inside a measurement.
     """
     device = get_device(cfg.NUM_GPUS)
-    model = build_model(cfg).to(device)
+    model = build_model_on(cfg, device)
     optimizer = construct_optimizer(model, cfg)
     num_videos = len(build_dataset(cfg, "train"))
     warmup = max(1, int(cfg.DATA_LOADER.NUM_WORKERS))
@@ -341,7 +346,7 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
     cfg.defrost()
     cfg.CONTRASTIVE.SEQUENTIAL = sequential
     device = get_device(cfg.NUM_GPUS)
-    model = build_model(cfg).to(device).train()
+    model = build_model_on(cfg, device).train()
     optimizer = construct_optimizer(model, cfg)
     views = 2 if rho == 1 else rho
     shape = (cfg.TRAIN.BATCH_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES,
@@ -395,29 +400,38 @@ def bench_ssl_memory(cfg, rhos, iters: int) -> dict:
 
 
 #: The crop benchmark's variants: STICA.FEATURE_CROP.{ENABLE, SPACE}.
-_CROP_VARIANTS = {"views_only": (False, "feature"), "feature_crop": (True, "feature"), "input_crop": (True, "input")}
+_CROP_VARIANTS = {
+    "views_only": {"STICA.FEATURE_CROP.ENABLE": False, "STICA.FEATURE_CROP.SPACE": "feature"},
+    "feature_crop": {"STICA.FEATURE_CROP.ENABLE": True, "STICA.FEATURE_CROP.SPACE": "feature"},
+    "input_crop": {"STICA.FEATURE_CROP.ENABLE": True, "STICA.FEATURE_CROP.SPACE": "input"},
+}
 
 
-def _crop_step_stats(cfg, variant: str, iters: int, warmup: int) -> dict:
-    """Median step time and peak memory of one crop variant (in a fresh process).
+def _random_train_batch(cfg, device: torch.device, views: int = 2) -> dict:
+    """``views`` random video views of the train shape, and their spectrograms (the shape the config's
+    audio transform gives) when STICA.AUDIO.ENABLE: step time and memory do not depend on content."""
+    d, b = cfg.DATA, cfg.TRAIN.BATCH_SIZE
+    shape = (b, d.INPUT_CHANNEL_NUM[0], d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
+    batch = {"video": [torch.randn(shape, device=device) for _ in range(views)]}
+    if cfg.STICA.AUDIO.ENABLE:
+        clip_s = d.NUM_FRAMES * d.SAMPLING_RATE / d.TARGET_FPS
+        audio_s = cfg.STICA.AUDIO.DURATION or clip_s
+        spec = build_audio_transform(cfg, "train")(torch.zeros(int(round(audio_s * cfg.STICA.AUDIO.SAMPLE_RATE))))
+        batch["audio"] = [torch.randn((b, *spec.shape), device=device) for _ in range(views)]
+    return batch
 
-    Inputs are random tensors of the train shapes (2 video views and their spectrograms, whose shape
-    the config's audio transform gives): time and memory do not depend on their content.
-    """
+
+def _step_stats(cfg, overrides: Dict[str, object], iters: int, warmup: int) -> dict:
+    """Median step time and peak memory of a training step with the config ``overrides`` (in a fresh
+    process), on a random batch of 2 views (:func:`_random_train_batch`)."""
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.STICA.FEATURE_CROP.ENABLE, cfg.STICA.FEATURE_CROP.SPACE = _CROP_VARIANTS[variant]
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
     torch.manual_seed(cfg.RNG_SEED)
     device = get_device(cfg.NUM_GPUS)
-    model = build_model(cfg).to(device).train()
+    model = build_model_on(cfg, device).train()
     optimizer = construct_optimizer(model, cfg)
-    d, views = cfg.DATA, 2
-    shape = (cfg.TRAIN.BATCH_SIZE, d.INPUT_CHANNEL_NUM[0], d.NUM_FRAMES, d.TRAIN_CROP_SIZE, d.TRAIN_CROP_SIZE)
-    clip_s = d.NUM_FRAMES * d.SAMPLING_RATE / d.TARGET_FPS
-    audio_s = cfg.STICA.AUDIO.DURATION or clip_s
-    spec = build_audio_transform(cfg, "train")(torch.zeros(int(round(audio_s * cfg.STICA.AUDIO.SAMPLE_RATE))))
-    batch = {"video": [torch.randn(shape, device=device) for _ in range(views)],
-             "audio": [torch.randn((cfg.TRAIN.BATCH_SIZE, *spec.shape), device=device) for _ in range(views)]}
+    batch = _random_train_batch(cfg, device)
     base = _memory_baseline(device)
     times = []
     for step in range(warmup + iters):
@@ -430,20 +444,76 @@ def _crop_step_stats(cfg, variant: str, iters: int, warmup: int) -> dict:
     return {"median_step_s": round(statistics.median(times), 4), "peak_mb": _peak_above(device, base)}
 
 
-def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
-    """Each variant in a fresh process, ``rounds`` times in turn (views_only, feature_crop, input_crop,
-    views_only, ...); a variant's step time is the least of its rounds' medians, so a burst of load from
-    elsewhere on the machine during one round does not count."""
+def _variant_rounds(cfg, variants: Dict[str, Dict[str, object]], iters: int, warmup: int, rounds: int) -> dict:
+    """Each variant in a fresh process, ``rounds`` times in turn (a, b, ..., a, b, ...); a variant's
+    step time is the least of its rounds' medians, so a burst of load from elsewhere on the machine
+    during one round does not count."""
     spawn = multiprocessing.get_context("spawn")
-    runs = {variant: [] for variant in _CROP_VARIANTS}
+    runs = {name: [] for name in variants}
     for _ in range(rounds):
-        for variant in _CROP_VARIANTS:
+        for name, overrides in variants.items():
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                runs[variant].append(pool.submit(_crop_step_stats, cfg, variant, iters, warmup).result())
-    stats = {variant: {"median_step_s": min(r["median_step_s"] for r in results),
-                       "peak_mb": min(r["peak_mb"] for r in results),
-                       "round_medians_s": [r["median_step_s"] for r in results]}
-             for variant, results in runs.items()}
+                runs[name].append(pool.submit(_step_stats, cfg, overrides, iters, warmup).result())
+    return {name: {"median_step_s": min(r["median_step_s"] for r in results),
+                   "peak_mb": min(r["peak_mb"] for r in results),
+                   "round_medians_s": [r["median_step_s"] for r in results]}
+            for name, results in runs.items()}
+
+
+def _step_settings(cfg, iters: int, rounds: int) -> dict:
+    """The settings a step benchmark names beside its figures."""
+    return {
+        "model": cfg.MODEL.MODEL_NAME,
+        "arch": cfg.MODEL.ARCH,
+        "audio_arch": cfg.STICA.AUDIO.ARCH if cfg.STICA.AUDIO.ENABLE else None,
+        "device": "cuda" if cfg.NUM_GPUS > 0 else "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": cfg.TRAIN.BATCH_SIZE,
+        "clip_shape": [cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
+        "iters": iters,
+        "rounds": rounds,
+    }
+
+
+def bench_memory_format(cfg, iters: int, warmup: int, rounds: int) -> dict:
+    """A training step with the convolutions in contiguous and in channels-last layout
+    (STICA.MEMORY_FORMAT): two copies of one model in this process, on one random batch, timed in
+    turn for ``rounds`` rounds of ``iters`` steps (after ``warmup`` untimed steps each), so that both
+    see the same load; a layout's time is the median of its steps. ``contiguous/channels_last`` > 1
+    when channels-last is faster."""
+    torch.manual_seed(cfg.RNG_SEED)
+    device = get_device(cfg.NUM_GPUS)
+    plain = build_model(cfg).to(device).train()
+    fast = to_channels_last(copy.deepcopy(plain))
+    runs = {name: (model, construct_optimizer(model, cfg), []) for name, model in
+            (("contiguous", plain), ("channels_last", fast))}
+    batch = _random_train_batch(cfg, device)
+    for model, optimizer, _ in runs.values():
+        for _ in range(warmup):
+            _train_step(model, optimizer, batch, cfg)
+    for _ in range(rounds):
+        for model, optimizer, times in runs.values():
+            for _ in range(iters):
+                start = time.perf_counter()
+                _train_step(model, optimizer, batch, cfg)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - start)
+    stats = {name: {"median_step_s": round(statistics.median(times), 4)} for name, (_, _, times) in runs.items()}
+    return {
+        "benchmark": "memory_format",
+        **_step_settings(cfg, iters, rounds),
+        "mixed_precision": bool(cfg.TRAIN.MIXED_PRECISION),
+        **stats,
+        "contiguous/channels_last": round(
+            stats["contiguous"]["median_step_s"] / max(stats["channels_last"]["median_step_s"], 1e-9), 3),
+    }
+
+
+def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
+    """STiCA's step with 2 views only, + Feature Crop, + the same crops in input space (see
+    :func:`_variant_rounds`)."""
+    stats = _variant_rounds(cfg, _CROP_VARIANTS, iters, warmup, rounds)
     c = cfg.STICA.FEATURE_CROP
 
     def ratio(a: str, b: str, key: str) -> float:
@@ -451,17 +521,9 @@ def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
 
     return {
         "benchmark": "crops",
-        "model": cfg.MODEL.MODEL_NAME,
-        "arch": cfg.MODEL.ARCH,
-        "audio_arch": cfg.STICA.AUDIO.ARCH,
-        "device": "cuda" if cfg.NUM_GPUS > 0 else "cpu",
-        "threads": torch.get_num_threads(),
-        "batch": cfg.TRAIN.BATCH_SIZE,
-        "clip_shape": [cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
+        **_step_settings(cfg, iters, rounds),
         "crops_per_view": {"spatial": [c.NUM_LARGE_SPATIAL, c.NUM_SMALL_SPATIAL],
                            "temporal": [c.NUM_LARGE_TEMPORAL, c.NUM_SMALL_TEMPORAL]},
-        "iters": iters,
-        "rounds": rounds,
         **stats,
         "feature_crop/views_only": ratio("feature_crop", "views_only", "median_step_s"),
         "input_crop/views_only": ratio("input_crop", "views_only", "median_step_s"),
@@ -473,11 +535,12 @@ def bench_crops(cfg, iters: int, warmup: int, rounds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["decode", "loader", "train", "ssl_memory", "crops"])
+    parser.add_argument("benchmark", choices=["decode", "loader", "train", "ssl_memory", "crops", "memory_format"])
     parser.add_argument("--videos", type=int, default=16, help="decode, loader: videos to decode")
-    parser.add_argument("--iters", type=int, default=20, help="train, ssl_memory, crops: timed iterations")
-    parser.add_argument("--warmup", type=int, default=3, help="crops: untimed steps first")
-    parser.add_argument("--rounds", type=int, help="crops: fresh processes per variant (default 2); "
+    parser.add_argument("--iters", type=int, default=20,
+                        help="train, ssl_memory, crops, memory_format: timed iterations")
+    parser.add_argument("--warmup", type=int, default=3, help="crops, memory_format: untimed steps first")
+    parser.add_argument("--rounds", type=int, help="crops, memory_format: fresh processes per variant (default 2); "
                         "loader: timed rounds over the videos (default 5)")
     parser.add_argument("--rhos", type=int, nargs="+",
                         help="ssl_memory: clip counts (default 1 2 3 4); loader: rho values (default 2 4)")
@@ -495,6 +558,8 @@ def main() -> None:
         result = bench_train(cfg, ours.iters)
     elif ours.benchmark == "crops":
         result = bench_crops(cfg, ours.iters, ours.warmup, ours.rounds or 2)
+    elif ours.benchmark == "memory_format":
+        result = bench_memory_format(cfg, ours.iters, ours.warmup, ours.rounds or 2)
     else:
         result = bench_ssl_memory(cfg, sorted(ours.rhos or [1, 2, 3, 4]), ours.iters)
     print(json.dumps(result))

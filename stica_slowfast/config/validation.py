@@ -17,6 +17,7 @@ _CHOICES = {
     "STICA.POOL.TYPE": ("gap", "transformer"),
     "STICA.FEATURE_CROP.SPACE": ("feature", "input"),
     "STICA.SOLVER.AMP_DTYPE": ("bfloat16", "float16"),
+    "STICA.MEMORY_FORMAT": ("auto", "channels_last", "contiguous"),
 }
 
 _POSITIVE = (

@@ -18,7 +18,6 @@ from torch import nn
 
 from stica_slowfast.data import construct_loader
 from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
-from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
@@ -26,7 +25,7 @@ from stica_slowfast.utils.misc import move_to_device, unwrap
 
 from .checkpoint import get_last_checkpoint, load_checkpoint
 from .meters import TestMeter, aggregate_views
-from .setup import setup_process
+from .setup import build_model_on, setup_process
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def load_eval_model(cfg: CfgNode, device: torch.device) -> Tuple[nn.Module, str]
 
     Without either, the model keeps its random initialisation (a baseline) and the path is "".
     """
-    model = build_model(cfg).to(device)
+    model = build_model_on(cfg, device)
     path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR) or ""
     if path:
         epoch = load_checkpoint(path, model)

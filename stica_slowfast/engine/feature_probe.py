@@ -30,14 +30,13 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.data import construct_loader
-from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
 
 from .checkpoint import load_initialisation
 from .evaluator import write_metrics
 from .retrieval import extract_features
-from .setup import setup_process
+from .setup import build_model_on, setup_process
 
 __all__ = [
     "LogisticRegression",
@@ -211,7 +210,7 @@ def feature_probe(cfg: CfgNode) -> Dict[str, float]:
         and ``uniformity``; also logged (json_stats ``feature_probe``) and merged into metrics.json.
     """
     device = setup_process(cfg, "feature_probe")
-    model = build_model(cfg).to(device)
+    model = build_model_on(cfg, device)
     path = cfg.TRAIN.CHECKPOINT_FILE_PATH
     if path:
         epoch = load_initialisation(path, model)

@@ -8,7 +8,10 @@ import uuid
 from typing import Dict, Optional
 
 import torch
+import torch.nn as nn
 from fvcore.common.config import CfgNode
+
+from stica_slowfast.models import build_model, to_channels_last, uses_channels_last
 
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, local_path
@@ -73,6 +76,13 @@ def check_output_dir(output_dir: str, min_free_bytes: int = MIN_FREE_BYTES) -> N
             error = OutputDirError(f"OUTPUT_DIR {output_dir!r} failed its check on process 0 (see its error)")
     if error is not None:
         raise error
+
+
+def build_model_on(cfg: CfgNode, device: torch.device) -> nn.Module:
+    """``build_model(cfg)`` on ``device``, its convolutions in the layout ``STICA.MEMORY_FORMAT`` gives
+    for that device (before an optimiser or DDP sees the parameters)."""
+    model = build_model(cfg).to(device)
+    return to_channels_last(model) if uses_channels_last(cfg, device) else model
 
 
 def setup_process(cfg: CfgNode, phase: str) -> torch.device:

@@ -17,7 +17,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stica_slowfast.data import construct_loader, shuffle_dataset
 from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
-from stica_slowfast.models import build_model
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
 from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
@@ -27,7 +26,7 @@ from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import SmoothedValue
 from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
 from .retrieval import KnnMonitor
-from .setup import MIN_FREE_BYTES, TensorBoardWriter, check_output_dir, setup_process
+from .setup import MIN_FREE_BYTES, TensorBoardWriter, build_model_on, check_output_dir, setup_process
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +272,7 @@ def train(cfg: CfgNode) -> Dict[str, float]:
             the message names the epoch and iteration and the last (good) checkpoint.
     """
     device = setup_process(cfg, "train")
-    model = build_model(cfg).to(device)
+    model = build_model_on(cfg, device)
     if cfg.BN.NORM_TYPE == "sync_batchnorm":
         if device.type == "cuda" and du.get_world_size() > 1:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

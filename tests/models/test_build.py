@@ -1,5 +1,7 @@
 """build_model / build_backbone: registry contents, names that cannot collide with PySlowFast's, and
-did-you-mean errors for unknown names."""
+did-you-mean errors for unknown names; the channels-last layout."""
+
+import copy
 
 import pytest
 import torch
@@ -70,3 +72,44 @@ def test_unknown_arch_error(cfg):
     cfg.MODEL.MODEL_NAME = "VideoClassifier"
     with pytest.raises(KeyError, match="MODEL.ARCH"):
         models.build_model(cfg)
+
+
+@pytest.mark.parametrize("arch, input_shape", [
+    ("slow_tiny", (2, 3, 2, 32, 32)), ("r2plus1d_tiny", (2, 3, 4, 16, 16)), ("resnet9_audio_tiny", (2, 1, 16, 24)),
+])
+def test_channels_last_changes_the_layout_and_nothing_else(arch, input_shape):
+    torch.manual_seed(0)
+    plain = BACKBONE.get(arch)(get_cfg()).train()
+    fast = models.to_channels_last(copy.deepcopy(plain))
+    convs = [m for m in fast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert convs and all(
+        m.weight.is_contiguous(memory_format=torch.channels_last_3d if m.weight.dim() == 5 else torch.channels_last)
+        for m in convs)
+    # (A 1x1 kernel, or one input channel, has the same strides in both layouts.)
+    assert any(not m.weight.is_contiguous() for m in convs)
+    state, fast_state = plain.state_dict(), fast.state_dict()
+    assert fast_state.keys() == state.keys() and all(torch.equal(fast_state[k], v) for k, v in state.items())
+    # Float32 results depend on the summation order, and a train-mode BatchNorm over 2 samples
+    # amplifies that: each layout is compared with the float64 result, channels-last no further off.
+    ref = copy.deepcopy(plain).double()
+    x = torch.randn(input_shape)
+    outs = [m(x.to(dtype)) for m, dtype in ((plain, torch.float32), (fast, torch.float32), (ref, torch.float64))]
+    for out in outs:
+        out.pow(2).sum().backward()
+
+    def no_further_off(plain32, fast32, exact, what):
+        err_plain, err_fast = ((t.double() - exact).abs().max().item() for t in (plain32, fast32))
+        assert err_fast <= 2 * err_plain + 1e-4 * exact.abs().max().item(), (what, err_fast, err_plain)
+
+    no_further_off(*outs, "output")
+    for (name, p), q, r in zip(plain.named_parameters(), fast.parameters(), ref.parameters()):
+        no_further_off(p.grad, q.grad, r.grad, name)
+
+
+@pytest.mark.parametrize("choice, device, mixed_precision, expected", [
+    ("auto", "cpu", False, True), ("auto", "cuda", True, True), ("auto", "cuda", False, False),
+    ("contiguous", "cpu", False, False), ("channels_last", "cuda", False, True),
+])
+def test_memory_format_choice(cfg, choice, device, mixed_precision, expected):
+    cfg.STICA.MEMORY_FORMAT, cfg.TRAIN.MIXED_PRECISION = choice, mixed_precision
+    assert models.uses_channels_last(cfg, torch.device(device)) is expected
