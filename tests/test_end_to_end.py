@@ -176,6 +176,28 @@ def test_retrieval_run_mode(single_run, data_dir, tmp_path):
     assert record["num_queries"] == NUM_CLASSES * TEST_PER_CLASS and record["num_bank"] == NUM_CLASSES * TRAIN_PER_CLASS
 
 
+def test_feature_probe_of_several_encoders_in_one_pass(single_run, data_dir, tmp_path):
+    """STICA.FEATURE_PROBE.ALSO: every encoder is probed as a run of its own would probe it (a second
+    random initialisation is the first one again), and each has its figures."""
+    ckpt = os.path.join(single_run, "checkpoints", "checkpoint_epoch_00002.pyth")
+    out = str(tmp_path / "probe")
+    also = [["random_again", "", ""], ["trained", ckpt, ""], ["colour", "", "colour_stats"]]
+    _run(_opts(data_dir, out, **{"TRAIN.ENABLE": False, "TEST.ENABLE": False, "MODEL.MODEL_NAME": "LinearProbe",
+                                 "STICA.FEATURE_PROBE.ENABLE": True, "STICA.FEATURE_PROBE.L2": "[0.1]",
+                                 "TRAIN.CHECKPOINT_FILE_PATH": "", "STICA.FEATURE_PROBE.ALSO": str(also)}))
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    others = metrics["feature_probe_also"]
+    assert set(others) == {"random_again", "trained", "colour"}
+    figures = ("feature_probe_top1_acc", "feature_probe_train_top1_acc", "effective_rank", "uniformity")
+    assert {k: others["random_again"][k] for k in figures} == {k: metrics[k] for k in figures}
+    assert others["trained"]["feature_probe_checkpoint"] == ckpt and metrics["feature_probe_checkpoint"] == ""
+    assert others["trained"]["effective_rank"] != metrics["effective_rank"]
+    assert others["colour"]["effective_rank"] != metrics["effective_rank"]
+    for figures_of in (metrics, *others.values()):
+        assert figures_of["feature_probe_num_test"] == NUM_CLASSES * TEST_PER_CLASS
+        assert 0.0 <= figures_of["feature_probe_top1_acc"] <= 100.0
+
+
 def test_corrupt_videos_are_skipped_and_counted(data_dir, tmp_path):
     broken = tmp_path / "data"
     broken.mkdir()

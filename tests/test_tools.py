@@ -141,11 +141,16 @@ def test_stica_demo_end_to_end(tmp_path):
     report = json.loads((out / "demo_report.json").read_text())
     (run,) = report["runs"]
     assert run["seed"] == 1
-    for probe in ("video", "video_random", "video_colour", "video_supervised", "audio"):
-        metrics = json.loads((out / "seed1" / f"probe_{probe}" / "metrics.json").read_text())
-        assert run["probes"][probe] == metrics["feature_probe_top1_acc"]
-    supervised = json.loads((out / "seed1" / "probe_video_supervised" / "metrics.json").read_text())
-    assert supervised["feature_probe_checkpoint"].endswith("checkpoint_epoch_00001.pyth")
+    video = json.loads((out / "seed1" / "probe_video" / "metrics.json").read_text())
+    audio = json.loads((out / "seed1" / "probe_audio" / "metrics.json").read_text())
+    assert run["probes"]["video"] == video["feature_probe_top1_acc"]
+    assert run["probes"]["audio"] == audio["feature_probe_top1_acc"]
+    for name in ("random", "colour", "supervised"):
+        assert run["probes"][f"video_{name}"] == video["feature_probe_also"][name]["feature_probe_top1_acc"]
+    assert video["feature_probe_checkpoint"].endswith(os.path.join("stica", "checkpoints", "checkpoint_epoch_00001.pyth"))
+    assert video["feature_probe_also"]["supervised"]["feature_probe_checkpoint"].endswith(
+        os.path.join("supervised", "checkpoints", "checkpoint_epoch_00001.pyth"))
+    assert video["feature_probe_also"]["random"]["feature_probe_checkpoint"] == ""
     retrieval = json.loads((out / "seed1" / "retrieval" / "metrics.json").read_text())
     assert run["retrieval"]["a2v_R@1"] == retrieval["a2v_R@1"] and retrieval["cross_modal_num_videos"] == 4
     assert [r["epoch"] for r in run["curves"] if r["_type"] == "train_epoch"] == ["1/1"]

@@ -180,6 +180,11 @@ def add_feature_probe_config(stica: CfgNode) -> None:
     stica.FEATURE_PROBE.HOLDOUT_FRACTION = 0.2
     # L-BFGS iterations per fit, at most (integer >= 1).
     stica.FEATURE_PROBE.MAX_ITER = 500
+    # More encoders probed in the same pass over the videos (each video is decoded once for all), as
+    # [NAME, CHECKPOINT, ARCH] lists: CHECKPOINT "" is a random initialisation (the one a run of its own
+    # would draw), ARCH "" is MODEL.ARCH (e.g. "colour_stats" for the colour-only baseline). Their
+    # figures go into metrics.json's feature_probe_also, under their names.
+    stica.FEATURE_PROBE.ALSO = []
 
 
 def add_pool_config(stica: CfgNode) -> None:

@@ -26,16 +26,18 @@ from typing import Dict, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.data import construct_loader
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
+from stica_slowfast.utils.misc import set_seed
 
 from .checkpoint import load_initialisation
 from .evaluator import write_metrics
-from .retrieval import extract_features
+from .retrieval import encoder_of, extract_features_each
 from .setup import build_model_on, setup_process
 
 __all__ = [
@@ -198,36 +200,63 @@ def representation_diagnostics(views: torch.Tensor) -> Dict[str, float]:
     return out
 
 
+def _probe_models(cfg: CfgNode, device: torch.device) -> Dict[str, Tuple[nn.Module, str]]:
+    """The model of TRAIN.CHECKPOINT_FILE_PATH (name "") and those of STICA.FEATURE_PROBE.ALSO, each
+    with its checkpoint path ("" for a random initialisation)."""
+    specs = [("", cfg.TRAIN.CHECKPOINT_FILE_PATH, "")] + [tuple(spec) for spec in cfg.STICA.FEATURE_PROBE.ALSO]
+    models = {}
+    for name, path, arch in specs:
+        model_cfg = cfg
+        if arch:
+            model_cfg = cfg.clone()
+            model_cfg.defrost()
+            model_cfg.MODEL.ARCH = arch
+        # Every random initialisation is the one a probe run of its own would draw.
+        set_seed(cfg.RNG_SEED + du.get_rank())
+        model = build_model_on(model_cfg, device)
+        what = f"{name or 'the model'} ({model_cfg.MODEL.ARCH})"
+        if path:
+            epoch = load_initialisation(path, model)
+            logger.info("Feature probe of %s: %s (epoch %d)", what, path, epoch + 1)
+        else:
+            logger.warning("Feature probe of %s: no checkpoint, a randomly initialised model", what)
+        models[name] = (model, path)
+    return models
+
+
 def feature_probe(cfg: CfgNode) -> Dict[str, float]:
-    """The feature-probe run mode (``STICA.FEATURE_PROBE.ENABLE``) of ``TRAIN.CHECKPOINT_FILE_PATH``.
+    """The feature-probe run mode (``STICA.FEATURE_PROBE.ENABLE``) of ``TRAIN.CHECKPOINT_FILE_PATH``,
+    and of the encoders of ``STICA.FEATURE_PROBE.ALSO`` in the same pass over the videos.
 
     Train and test videos are read with test sampling (``TEST.NUM_ENSEMBLE_VIEWS x
-    TEST.NUM_SPATIAL_CROPS`` deterministic views); see the module docstring for the fit.
+    TEST.NUM_SPATIAL_CROPS`` deterministic views), each decoded once for all the encoders; see the
+    module docstring for the fit.
 
     Returns:
         ``feature_probe_top1_acc``, ``feature_probe_train_top1_acc``, ``feature_probe_l2``,
         ``feature_probe_holdout_top1_acc`` and the test features' ``effective_rank``, ``alignment``
-        and ``uniformity``; also logged (json_stats ``feature_probe``) and merged into metrics.json.
+        and ``uniformity`` of TRAIN.CHECKPOINT_FILE_PATH's model; also logged (json_stats
+        ``feature_probe``, with ``name`` "" for it) and merged into metrics.json, where
+        ``feature_probe_also`` holds the same figures of each ALSO encoder under its name.
     """
     device = setup_process(cfg, "feature_probe")
-    model = build_model_on(cfg, device)
-    path = cfg.TRAIN.CHECKPOINT_FILE_PATH
-    if path:
-        epoch = load_initialisation(path, model)
-        logger.info("Feature probe of %s (epoch %d)", path, epoch + 1)
-    else:
-        logger.warning("No TRAIN.CHECKPOINT_FILE_PATH: feature probe of a randomly initialised model")
-    train = extract_features(model, construct_loader(cfg, "train", sampling="test"), device, keep_views=True)
-    test = extract_features(model, construct_loader(cfg, "test"), device, keep_views=True)
+    models = _probe_models(cfg, device)
+    encoders = {name: encoder_of(model) for name, (model, _) in models.items()}
+    train = extract_features_each(encoders, construct_loader(cfg, "train", sampling="test"), device, keep_views=True)
+    test = extract_features_each(encoders, construct_loader(cfg, "test"), device, keep_views=True)
     probe = cfg.STICA.FEATURE_PROBE
-    fitted = probe_features(
-        train.features, train.labels, test.features, test.labels, cfg.MODEL.NUM_CLASSES,
-        l2_grid=[float(v) for v in probe.L2], holdout_fraction=float(probe.HOLDOUT_FRACTION),
-        seed=int(cfg.RNG_SEED), max_iter=int(probe.MAX_ITER))
-    stats = {f"feature_probe_{k}": v for k, v in fitted.items()}
-    stats.update(representation_diagnostics(test.features))
-    stats.update({"feature_probe_num_train": len(train), "feature_probe_num_test": len(test)})
-    log_json_stats({"_type": "feature_probe", **stats}, cfg.OUTPUT_DIR, to_file=True)
+    results = {}
+    for name, (_, path) in models.items():
+        fitted = probe_features(
+            train[name].features, train[name].labels, test[name].features, test[name].labels, cfg.MODEL.NUM_CLASSES,
+            l2_grid=[float(v) for v in probe.L2], holdout_fraction=float(probe.HOLDOUT_FRACTION),
+            seed=int(cfg.RNG_SEED), max_iter=int(probe.MAX_ITER))
+        stats = {f"feature_probe_{k}": v for k, v in fitted.items()}
+        stats.update(representation_diagnostics(test[name].features))
+        stats.update({"feature_probe_num_train": len(train[name]), "feature_probe_num_test": len(test[name])})
+        log_json_stats({"_type": "feature_probe", "name": name, **stats}, cfg.OUTPUT_DIR, to_file=True)
+        results[name] = {**stats, "feature_probe_checkpoint": path}
     if du.is_master_proc():
-        write_metrics(cfg.OUTPUT_DIR, {**stats, "feature_probe_checkpoint": path})
-    return stats
+        also = {name: r for name, r in results.items() if name}
+        write_metrics(cfg.OUTPUT_DIR, {**results[""], **({"feature_probe_also": also} if also else {})})
+    return {k: v for k, v in results[""].items() if k != "feature_probe_checkpoint"}

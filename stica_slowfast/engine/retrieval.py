@@ -36,7 +36,10 @@ from .setup import setup_process
 
 __all__ = [
     "Features",
+    "Encoder",
+    "encoder_of",
     "extract_features",
+    "extract_features_each",
     "knn_scores",
     "recall_at_k",
     "instance_recall_at_k",
@@ -60,6 +63,22 @@ class Features(NamedTuple):
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+class Encoder(NamedTuple):
+    """What :func:`extract_features_each` runs on a batch: ``encode(view) -> (B, D)`` of each view of
+    ``batch[key]``, with ``model`` put in eval mode meanwhile."""
+
+    model: nn.Module
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    key: str
+
+
+def encoder_of(
+    model: nn.Module, encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, key: Optional[str] = None
+) -> Encoder:
+    """``model.forward_features`` of its input (``"video"`` unless it says), or ``encode`` of ``key``."""
+    return Encoder(model, model.forward_features if encode is None else encode, input_key(model) if key is None else key)
 
 
 @torch.no_grad()
@@ -93,28 +112,42 @@ def extract_features(
     Returns:
         :class:`Features` on the CPU.
     """
-    encode = model.forward_features if encode is None else encode
-    key = input_key(model) if key is None else key
-    was_training = model.training
-    model.eval()
-    rows, labels, index = [], [], []
+    return extract_features_each({"": encoder_of(model, encode, key)}, loader, device, keep_views)[""]
+
+
+@torch.no_grad()
+def extract_features_each(
+    encoders: Mapping[str, Encoder], loader, device: torch.device, keep_views: bool = False
+) -> Dict[str, Features]:
+    """:func:`extract_features` of several encoders in one pass over the loader: each video is read
+    and decoded once for all of them (e.g. a model and its baselines, or a video and an audio
+    embedding). Returns each encoder's :class:`Features` under its name."""
+    was_training = {name: enc.model.training for name, enc in encoders.items()}
+    for enc in encoders.values():
+        enc.model.eval()
+    rows = {name: [] for name in encoders}
+    labels, index = [], []
     for batch in loader:
-        views = move_to_device(batch[key], device, non_blocking=True)
-        feats = torch.stack([encode(v).float() for v in views], dim=1)  # V x (B, D) -> (B, V, D)
-        if not keep_views:
-            feats = F.normalize(feats.mean(dim=1), dim=1)  # (B, V, D) -> (B, D)
         keep = batch["valid"].bool()
-        rows.append(feats.cpu()[keep])
+        inputs = {key: move_to_device(batch[key], device, non_blocking=True) for key in {e.key for e in encoders.values()}}
+        for name, enc in encoders.items():
+            feats = torch.stack([enc.encode(v).float() for v in inputs[enc.key]], dim=1)  # V x (B, D) -> (B, V, D)
+            if not keep_views:
+                feats = F.normalize(feats.mean(dim=1), dim=1)  # (B, V, D) -> (B, D)
+            rows[name].append(feats.cpu()[keep])
         labels.append(batch["label"][keep])
         index.append(batch["index"][keep])
-    model.train(was_training)
-    local = (torch.cat(rows), torch.cat(labels), torch.cat(index))
+    for name, enc in encoders.items():
+        enc.model.train(was_training[name])
+    local = ({name: torch.cat(r) for name, r in rows.items()}, torch.cat(labels), torch.cat(index))
     gathered = du.all_gather_objects(local) if du.get_world_size() > 1 else [local]
-    feats, labels_all, index_all = (torch.cat(parts) for parts in zip(*gathered))
+    labels_all = torch.cat([part[1] for part in gathered])
+    index_all = torch.cat([part[2] for part in gathered])
     # Unique video indices, sorted; np.unique's return_index gives each one's first row.
     _, first = np.unique(index_all.numpy(), return_index=True)
     first = torch.from_numpy(first)
-    return Features(feats[first], labels_all[first], index_all[first])
+    return {name: Features(torch.cat([part[0][name] for part in gathered])[first], labels_all[first], index_all[first])
+            for name in encoders}
 
 
 def _nearest(queries: torch.Tensor, bank: torch.Tensor, k: int):
@@ -282,10 +315,9 @@ def cross_modal_retrieval(
     Returns:
         The scores above, plus ``cross_modal_num_videos``.
     """
-    video = extract_features(model, loader, device, encode=model.embed_video, key="video")
-    audio = extract_features(model, loader, device, encode=model.embed_audio, key="audio")
-    if not torch.equal(video.index, audio.index):
-        raise RuntimeError("video and audio features of the cross-modal retrieval are not aligned")
+    both = extract_features_each({"video": encoder_of(model, model.embed_video, "video"),
+                                  "audio": encoder_of(model, model.embed_audio, "audio")}, loader, device)
+    video, audio = both["video"], both["audio"]
     out: Dict[str, float] = {"cross_modal_num_videos": len(video)}
     for name, queries, bank in (("a2v", audio, video), ("v2a", video, audio)):
         classwise = recall_at_k(queries.features, queries.labels, bank.features, bank.labels, ks=ks)

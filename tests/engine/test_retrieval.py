@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stica_slowfast.engine.retrieval import bank_subset, extract_features, knn_scores, recall_at_k
+from stica_slowfast.engine.retrieval import (bank_subset, encoder_of, extract_features, extract_features_each,
+                                             knn_scores, recall_at_k)
 
 
 def _unit(n, d, seed):
@@ -95,6 +96,30 @@ def test_extract_features_averages_views_drops_invalid_and_duplicates():
     first = batches[0]
     want = torch.stack([v[1] for v in first["video"]]).mean(dim=(0, 2, 3, 4))  # video 0's two views
     torch.testing.assert_close(feats.features[0], F.normalize(want, dim=0))
+
+
+def test_one_pass_for_several_encoders_gives_what_a_pass_each_gives():
+    batches = [_batch([2, 0], [True, True]), _batch([1, 3], [False, True])]
+    for batch in batches:
+        batch["audio"] = [v[:, :1].flatten(2) for v in batch["video"]]  # (B, 1, T*H*W)
+    colour, other = _MeanColour().train(), _MeanColour().eval()
+    reads = []
+
+    class Counted(list):
+        def __iter__(self):
+            reads.append(1)
+            return super().__iter__()
+
+    both = extract_features_each({"video": encoder_of(colour), "audio": encoder_of(other, lambda a: a.mean(dim=2), "audio")},
+                                 Counted(batches), torch.device("cpu"), keep_views=True)
+    assert len(reads) == 1 and colour.training and not other.training  # one pass; modes restored
+    alone = [extract_features(colour, batches, torch.device("cpu"), keep_views=True),
+             extract_features(other, batches, torch.device("cpu"), encode=lambda a: a.mean(dim=2), key="audio",
+                              keep_views=True)]
+    for feats, want in zip((both["video"], both["audio"]), alone):
+        assert feats.index.tolist() == want.index.tolist() == [0, 2, 3]
+        torch.testing.assert_close(feats.features, want.features)
+    assert both["audio"].features.shape == (3, 2, 1)
 
 
 def test_bank_subset_is_fixed_and_sorted():
