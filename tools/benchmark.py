@@ -491,6 +491,8 @@ def bench_memory_format(cfg, iters: int, warmup: int, rounds: int) -> dict:
     for model, optimizer, _ in runs.values():
         for _ in range(warmup):
             _train_step(model, optimizer, batch, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     for _ in range(rounds):
         for model, optimizer, times in runs.values():
             for _ in range(iters):
@@ -540,7 +542,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20,
                         help="train, ssl_memory, crops, memory_format: timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="crops, memory_format: untimed steps first")
-    parser.add_argument("--rounds", type=int, help="crops, memory_format: fresh processes per variant (default 2); "
+    parser.add_argument("--rounds", type=int, help="crops: fresh processes per variant, memory_format: rounds in turn (default 2); "
                         "loader: timed rounds over the videos (default 5)")
     parser.add_argument("--rhos", type=int, nargs="+",
                         help="ssl_memory: clip counts (default 1 2 3 4); loader: rho values (default 2 4)")

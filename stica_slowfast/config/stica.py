@@ -285,8 +285,9 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_pool_config(cfg.STICA)
     add_feature_crop_config(cfg.STICA)
     add_stica_loss_config(cfg.STICA)
-    # Memory layout of the convolution weights, and so of the activations they produce (the values are
-    # the same): "channels_last" (NDHWC / NHWC), "contiguous" (NCDHW / NCHW), or "auto": channels-last
+    # Memory layout of the convolution weights, and so of the activations they produce (the same weights
+    # and checkpoints; sums run in another order, so a trained run differs by rounding):
+    # "channels_last" (NDHWC / NHWC), "contiguous" (NCDHW / NCHW), or "auto": channels-last
     # on the CPU, where oneDNN's kernels for it are faster (tools/benchmark.py memory_format), and on
     # CUDA with TRAIN.MIXED_PRECISION (the layout of cuDNN's tensor-core kernels); contiguous otherwise.
     cfg.STICA.MEMORY_FORMAT = "auto"

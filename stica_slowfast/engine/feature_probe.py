@@ -33,7 +33,6 @@ from fvcore.common.config import CfgNode
 from stica_slowfast.data import construct_loader
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import set_seed
 
 from .checkpoint import load_initialisation
 from .evaluator import write_metrics
@@ -211,8 +210,7 @@ def _probe_models(cfg: CfgNode, device: torch.device) -> Dict[str, Tuple[nn.Modu
             model_cfg = cfg.clone()
             model_cfg.defrost()
             model_cfg.MODEL.ARCH = arch
-        # Every random initialisation is the one a probe run of its own would draw.
-        set_seed(cfg.RNG_SEED + du.get_rank())
+        # (build_model_on draws from RNG_SEED: a random initialisation is the one a run of its own draws.)
         model = build_model_on(model_cfg, device)
         what = f"{name or 'the model'} ({model_cfg.MODEL.ARCH})"
         if path:
@@ -257,6 +255,7 @@ def feature_probe(cfg: CfgNode) -> Dict[str, float]:
         log_json_stats({"_type": "feature_probe", "name": name, **stats}, cfg.OUTPUT_DIR, to_file=True)
         results[name] = {**stats, "feature_probe_checkpoint": path}
     if du.is_master_proc():
+        # Always written (empty without ALSO), so a rerun in the same OUTPUT_DIR leaves no stale entries.
         also = {name: r for name, r in results.items() if name}
-        write_metrics(cfg.OUTPUT_DIR, {**results[""], **({"feature_probe_also": also} if also else {})})
+        write_metrics(cfg.OUTPUT_DIR, {**results[""], "feature_probe_also": also})
     return {k: v for k, v in results[""].items() if k != "feature_probe_checkpoint"}

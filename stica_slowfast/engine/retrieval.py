@@ -127,18 +127,21 @@ def extract_features_each(
         enc.model.eval()
     rows = {name: [] for name in encoders}
     labels, index = [], []
-    for batch in loader:
-        keep = batch["valid"].bool()
-        inputs = {key: move_to_device(batch[key], device, non_blocking=True) for key in {e.key for e in encoders.values()}}
+    try:
+        for batch in loader:
+            keep = batch["valid"].bool()
+            inputs = {key: move_to_device(batch[key], device, non_blocking=True)
+                      for key in {e.key for e in encoders.values()}}
+            for name, enc in encoders.items():
+                feats = torch.stack([enc.encode(v).float() for v in inputs[enc.key]], dim=1)  # V x (B, D) -> (B, V, D)
+                if not keep_views:
+                    feats = F.normalize(feats.mean(dim=1), dim=1)  # (B, V, D) -> (B, D)
+                rows[name].append(feats.cpu()[keep])
+            labels.append(batch["label"][keep])
+            index.append(batch["index"][keep])
+    finally:
         for name, enc in encoders.items():
-            feats = torch.stack([enc.encode(v).float() for v in inputs[enc.key]], dim=1)  # V x (B, D) -> (B, V, D)
-            if not keep_views:
-                feats = F.normalize(feats.mean(dim=1), dim=1)  # (B, V, D) -> (B, D)
-            rows[name].append(feats.cpu()[keep])
-        labels.append(batch["label"][keep])
-        index.append(batch["index"][keep])
-    for name, enc in encoders.items():
-        enc.model.train(was_training[name])
+            enc.model.train(was_training[name])
     local = ({name: torch.cat(r) for name, r in rows.items()}, torch.cat(labels), torch.cat(index))
     gathered = du.all_gather_objects(local) if du.get_world_size() > 1 else [local]
     labels_all = torch.cat([part[1] for part in gathered])

@@ -80,8 +80,16 @@ def check_output_dir(output_dir: str, min_free_bytes: int = MIN_FREE_BYTES) -> N
 
 def build_model_on(cfg: CfgNode, device: torch.device) -> nn.Module:
     """``build_model(cfg)`` on ``device``, its convolutions in the layout ``STICA.MEMORY_FORMAT`` gives
-    for that device (before an optimiser or DDP sees the parameters)."""
-    model = build_model(cfg).to(device)
+    for that device (before an optimiser or DDP sees the parameters).
+
+    The weights are drawn from ``RNG_SEED`` alone, so a random initialisation is the same on every
+    process (a multi-process probe of a random-init encoder probes one network) and for every model
+    built this way in a process; the process's own random stream (RNG_SEED + rank) is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.RNG_SEED)
+        model = build_model(cfg)
+    model = model.to(device)
     return to_channels_last(model) if uses_channels_last(cfg, device) else model
 
 

@@ -125,7 +125,7 @@ def test_cross_key_validation():
         load_config(opts=["SHARD_ID", "1"])
     with pytest.raises(ConfigError, match="STICA.MEMORY_FORMAT must be one of"):
         load_config(opts=["STICA.MEMORY_FORMAT", "nhwc"])
-    for also in ("[['a', '']]", "[['a', '', ''], ['a', 'x.pyth', '']]", "[['', '', '']]", "['a']"):
+    for also in ("[[]]", "[['a', '']]", "[['a', '', ''], ['a', 'x.pyth', '']]", "[['', '', '']]", "['a']"):
         with pytest.raises(ConfigError, match="STICA.FEATURE_PROBE.ALSO must be a list of"):
             load_config(opts=["STICA.FEATURE_PROBE.ALSO", also])
     assert load_config(opts=["STICA.FEATURE_PROBE.ALSO", "[['random', '', ''], ['colour', '', 'colour_stats']]"])
