@@ -234,6 +234,16 @@ def _train_step(model, optimizer, batch, cfg) -> None:
     optimizer.step()
 
 
+def _timed_step(model, optimizer, batch, cfg) -> float:
+    """Seconds of one :func:`_train_step`, the GPU's queued work included."""
+    device = batch["video"][0].device
+    start = time.perf_counter()
+    _train_step(model, optimizer, batch, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 def _clips(batch) -> int:
     """Clips in a batch: videos x views."""
     return sum(v.shape[0] for v in batch["video"])
@@ -433,14 +443,7 @@ def _step_stats(cfg, overrides: Dict[str, object], iters: int, warmup: int) -> d
     optimizer = construct_optimizer(model, cfg)
     batch = _random_train_batch(cfg, device)
     base = _memory_baseline(device)
-    times = []
-    for step in range(warmup + iters):
-        start = time.perf_counter()
-        _train_step(model, optimizer, batch, cfg)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
+    times = [_timed_step(model, optimizer, batch, cfg) for _ in range(warmup + iters)][warmup:]
     return {"median_step_s": round(statistics.median(times), 4), "peak_mb": _peak_above(device, base)}
 
 
@@ -495,12 +498,7 @@ def bench_memory_format(cfg, iters: int, warmup: int, rounds: int) -> dict:
         torch.cuda.synchronize(device)
     for _ in range(rounds):
         for model, optimizer, times in runs.values():
-            for _ in range(iters):
-                start = time.perf_counter()
-                _train_step(model, optimizer, batch, cfg)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(time.perf_counter() - start)
+            times.extend(_timed_step(model, optimizer, batch, cfg) for _ in range(iters))
     stats = {name: {"median_step_s": round(statistics.median(times), 4)} for name, (_, _, times) in runs.items()}
     return {
         "benchmark": "memory_format",

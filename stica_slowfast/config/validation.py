@@ -147,9 +147,10 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     if not 0 < probe.HOLDOUT_FRACTION < 1 or probe.MAX_ITER < 1:
         raise ConfigError(f"config keys STICA.FEATURE_PROBE.HOLDOUT_FRACTION must lie in (0, 1) and MAX_ITER be >= 1, "
                           f"got {probe.HOLDOUT_FRACTION} and {probe.MAX_ITER}")
-    names = [spec[0] if isinstance(spec, (list, tuple)) and spec else None for spec in probe.ALSO]
-    if (any(not isinstance(spec, (list, tuple)) or len(spec) != 3 or not all(isinstance(v, str) for v in spec)
-            for spec in probe.ALSO) or not all(names) or len(set(names)) != len(names)):
+    triples = all(isinstance(spec, (list, tuple)) and len(spec) == 3 and all(isinstance(v, str) for v in spec)
+                  for spec in probe.ALSO)
+    names = [spec[0] for spec in probe.ALSO] if triples else []
+    if not triples or not all(names) or len(set(names)) != len(names):
         raise ConfigError(f"config key STICA.FEATURE_PROBE.ALSO must be a list of [NAME, CHECKPOINT, ARCH] string "
                           f"triples with distinct non-empty names, got {list(probe.ALSO)}")
     _check_audio(cfg)

@@ -127,11 +127,11 @@ def extract_features_each(
         enc.model.eval()
     rows = {name: [] for name in encoders}
     labels, index = [], []
+    keys = {enc.key for enc in encoders.values()}  # each batch entry moved to the device once
     try:
         for batch in loader:
             keep = batch["valid"].bool()
-            inputs = {key: move_to_device(batch[key], device, non_blocking=True)
-                      for key in {e.key for e in encoders.values()}}
+            inputs = {key: move_to_device(batch[key], device, non_blocking=True) for key in keys}
             for name, enc in encoders.items():
                 feats = torch.stack([enc.encode(v).float() for v in inputs[enc.key]], dim=1)  # V x (B, D) -> (B, V, D)
                 if not keep_views:

@@ -12,7 +12,6 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.models import build_model, to_channels_last, uses_channels_last
-
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, local_path
 from stica_slowfast.utils.logging import setup_logging
