@@ -50,6 +50,7 @@ distributed demo run) generate once and all return the same dataset.
 """
 
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -75,7 +76,8 @@ except ImportError:  # pragma: no cover
 # Bump when the files written for a given seed change: an existing dataset of another version is
 # refused. 3: UCF-101 splits 2 and 3 and the HMDB-51 split files. 4: no class hue; colours drift
 # within each video; x264 on one thread (its output depended on the CPUs the process could use).
-FORMAT_VERSION = 4
+# 5: every shape covers the same mean area at a given size, a pulsing one too (the area told the shape).
+FORMAT_VERSION = 5
 # Mixed into every video's seed: the version that last changed the videos. Kept apart from
 # FORMAT_VERSION so that adding index files leaves the videos, and results measured on them, as they were.
 _VIDEO_SEED_VERSION = 3
@@ -236,6 +238,21 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
+@functools.lru_cache(maxsize=None)
+def _shape_area(shape: str) -> float:
+    """Area of ``shape`` in units of the object radius squared (counted on a 600 x 600 grid)."""
+    grid = (np.arange(600) + 0.5) / 600 * 3.0 - 1.5  # [-1.5, 1.5]: every shape's reach
+    u, v = np.meshgrid(grid, grid)
+    return float(_shape_mask(shape, u, v).mean()) * 9.0
+
+
+def _equal_area_radius(shape: str, radius: float) -> float:
+    """The radius at which ``shape`` covers the mean area of all :data:`SHAPES` of radius ``radius``, so
+    that an object's size (a per-video nuisance) does not tell its shape."""
+    mean_area = sum(_shape_area(s) for s in SHAPES) / len(SHAPES)
+    return radius * math.sqrt(mean_area / _shape_area(shape))
+
+
 def _shape_coverage(
     shape: str, height: int, width: int, cx: float, cy: float, radius: float, angle: float, ss: int = 3
 ) -> Tuple[Tuple[slice, slice], np.ndarray]:
@@ -287,7 +304,7 @@ def _trajectory(
         rng: source of the per-video speed, phase, direction and position.
 
     Returns:
-        (x, y, scale), each of shape (T,); x and y lie in [0, 1], scale in [0.55, 1.45].
+        (x, y, scale), each of shape (T,); x and y lie in [0, 1], scale in [0.52, 1.38].
     """
     rate = _BASE_MOTION_HZ * rng.uniform(0.7, 1.4)
     phase = rate * t + rng.uniform()
@@ -310,9 +327,9 @@ def _trajectory(
     if name == "bouncing":  # a ball bouncing on the floor (y = 1) while drifting sideways
         hop = np.mod(1.5 * rate * t + phase2, 1.0)
         return _triangle_wave(0.5 * phase), 1.0 - 4.0 * hop * (1.0 - hop), ones
-    if name == "pulsing":  # stays put, grows and shrinks
+    if name == "pulsing":  # stays put, grows and shrinks; its mean area is that of a still object
         x, y = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
-        return x * ones, y * ones, 1.0 + 0.45 * np.sin(2 * math.pi * 1.5 * phase)
+        return x * ones, y * ones, (1.0 + 0.45 * np.sin(2 * math.pi * 1.5 * phase)) / math.sqrt(1 + 0.45 ** 2 / 2)
     if name == "figure8":
         angle = 2 * math.pi * phase * turn
         return 0.5 + 0.45 * np.sin(angle), 0.5 + 0.4 * np.sin(2 * angle), ones
@@ -387,7 +404,8 @@ def render_video(
     """
     t = np.arange(num_frames) / float(fps)
     xs, ys, scales = _trajectory(spec.trajectory, t, rng)
-    radius = 0.22 * min(width, height) * rng.uniform(0.75, 1.25)
+    size = 0.22 * min(width, height) * rng.uniform(0.75, 1.25)  # the radius of a shape of mean area
+    radius = _equal_area_radius(spec.shape, size)
     angle = math.radians(rng.uniform(-20, 20))
     margin = radius * float(scales.max())
     cxs = margin + xs * (width - 2 * margin)
@@ -409,7 +427,7 @@ def render_video(
     distractor = None
     if rng.uniform() < 0.4:  # a static distractor of a random shape, drawn below the object
         d_shape = SHAPES[rng.integers(len(SHAPES))]
-        d_radius = radius * rng.uniform(0.6, 1.0)
+        d_radius = _equal_area_radius(d_shape, size * rng.uniform(0.6, 1.0))
         d_x = rng.uniform(d_radius, width - d_radius)
         d_y = rng.uniform(d_radius, height - d_radius)
         d_angle = math.radians(rng.uniform(-180, 180))

@@ -511,3 +511,17 @@ def test_colour_gives_away_neither_the_class_nor_the_video(dataset):
     mean, std = both.mean(0), both.std(0) + 1e-8
     distances = ((((first - mean) / std)[:, None] - ((last - mean) / std)[None]) ** 2).sum(-1)
     assert np.mean(distances.argmin(axis=1) == np.arange(len(first))) <= 0.10
+
+
+def test_size_does_not_tell_the_shape():
+    """An object's size is a per-video nuisance, so at one size every shape covers the same area, and a
+    pulsing object the area of a still one on average: otherwise the area (which colour statistics of
+    the frame see) tells the shape, and so the class."""
+    areas = []
+    for shape in synthetic.SHAPES:
+        radius = synthetic._equal_area_radius(shape, 12.0)
+        areas.append(synthetic._shape_coverage(shape, 96, 96, 48.0, 48.0, radius, 0.3)[1].sum())
+    assert max(areas) / min(areas) < 1.03, dict(zip(synthetic.SHAPES, areas))
+    t = np.arange(0.0, 20.0, 1 / 25)
+    _, _, scale = synthetic._trajectory("pulsing", t, np.random.default_rng(0))
+    assert abs(np.mean(scale ** 2) - 1.0) < 0.03
