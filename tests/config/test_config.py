@@ -56,6 +56,17 @@ def test_demo_probe_loads_the_last_checkpoint_of_its_pretraining(probe, pretrain
     assert os.path.normpath(got) == os.path.normpath(expected)
 
 
+@pytest.mark.parametrize("probe, pretrain", [*DEMO_PROBES.items(), ("linear_tiny.yaml", "supervised_bound_tiny.yaml")])
+def test_demo_probe_reads_the_data_and_input_of_its_pretraining(probe, pretrain):
+    """Run on its own, a demo probe generates the dataset its pretraining did (the same videos, so the
+    same train/test split) and cuts the clips the encoder was trained on."""
+    demo = os.path.join(REPO, "configs", "demo")
+    pre, got = (load_config([os.path.join(demo, name)]) for name in (pretrain, probe))
+    assert got.STICA.SYNTHETIC == pre.STICA.SYNTHETIC
+    for key in ("NUM_FRAMES", "SAMPLING_RATE", "TARGET_FPS", "TEST_CROP_SIZE"):
+        assert got.DATA[key] == pre.DATA[key], key
+
+
 def test_every_default_has_a_comment():
     source = open(os.path.join(REPO, "stica_slowfast", "config", "defaults.py")).read().splitlines()
     source += open(os.path.join(REPO, "stica_slowfast", "config", "stica.py")).read().splitlines()
