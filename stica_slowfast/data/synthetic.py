@@ -78,8 +78,9 @@ except ImportError:  # pragma: no cover
 # within each video; x264 on one thread (its output depended on the CPUs the process could use).
 # 5: every shape covers the same mean area at a given size, a pulsing one too (the area told the shape).
 FORMAT_VERSION = 5
-# Mixed into every video's seed: the version that last changed the videos. Kept apart from
-# FORMAT_VERSION so that adding index files leaves the videos, and results measured on them, as they were.
+# Mixed into every video's seed; bumped when the per-video random draws should change. Kept apart from
+# FORMAT_VERSION so that a format that keeps the draws keeps every video's nuisances: a format-5 video
+# differs from its format-4 twin only in the shape's size, and adding index files changes no video.
 _VIDEO_SEED_VERSION = 3
 
 SPLITS = ("train", "val", "test")

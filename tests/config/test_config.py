@@ -63,8 +63,12 @@ def test_demo_probe_reads_the_data_and_input_of_its_pretraining(probe, pretrain)
     demo = os.path.join(REPO, "configs", "demo")
     pre, got = (load_config([os.path.join(demo, name)]) for name in (pretrain, probe))
     assert got.STICA.SYNTHETIC == pre.STICA.SYNTHETIC
-    for key in ("NUM_FRAMES", "SAMPLING_RATE", "TARGET_FPS", "TEST_CROP_SIZE"):
+    assert got.MODEL.NUM_CLASSES == pre.MODEL.NUM_CLASSES
+    for key in ("NUM_FRAMES", "SAMPLING_RATE", "TARGET_FPS", "TRAIN_CROP_SIZE", "TEST_CROP_SIZE"):
         assert got.DATA[key] == pre.DATA[key], key
+    if got.STICA.AUDIO.ENABLE:  # an audio probe: the spectrograms and the encoder of the pretraining
+        for key in ("SAMPLE_RATE", "NUM_MEL_BINS", "WINDOW_MS", "HOP_MS", "DURATION", "ARCH"):
+            assert got.STICA.AUDIO[key] == pre.STICA.AUDIO[key], key
 
 
 def test_every_default_has_a_comment():

@@ -1,6 +1,7 @@
 """The synthetic audio-visual dataset: layout, formats, determinism, concurrency and learnability."""
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -525,3 +526,25 @@ def test_size_does_not_tell_the_shape():
     t = np.arange(0.0, 20.0, 1 / 25)
     _, _, scale = synthetic._trajectory("pulsing", t, np.random.default_rng(0))
     assert abs(np.mean(scale ** 2) - 1.0) < 0.03
+
+
+def test_rendered_shapes_cover_the_same_area(monkeypatch):
+    """The same per-video draws with another shape give an object of the same area in every frame of
+    the rendered video (the radius that ``render_video`` gives ``_shape_coverage``, not the helper)."""
+    drawn = []
+    coverage = synthetic._shape_coverage
+
+    def recording(*args, **kwargs):
+        box, cov = coverage(*args, **kwargs)
+        drawn.append(float(cov.sum()))
+        return box, cov
+
+    monkeypatch.setattr(synthetic, "_shape_coverage", recording)
+    spec = class_specs(1)[0]
+    areas = {}
+    for shape in synthetic.SHAPES:
+        drawn.clear()
+        synthetic.render_video(dataclasses.replace(spec, shape=shape), np.random.default_rng(3),
+                               width=96, height=80, num_frames=6, fps=25)
+        areas[shape] = sum(drawn[-6:])  # the object's coverage, one call per frame after any distractor's
+    assert max(areas.values()) / min(areas.values()) < 1.05, areas

@@ -60,7 +60,7 @@ def _opts(data_dir, out_dir, **extra):
         "RNG_SEED": 7,
         "MODEL.NUM_CLASSES": NUM_CLASSES,
         "SOLVER.MAX_EPOCH": MAX_EPOCH,
-        "SOLVER.WARMUP_EPOCHS": 0.5,  # the demo's warm-up is longer than these 3 epochs
+        "SOLVER.WARMUP_EPOCHS": 0.5,  # the demo's warm-up would fill these 3 epochs
         "TRAIN.BATCH_SIZE": 4,
         "TRAIN.CHECKPOINT_PERIOD": 1,
         "STICA.KNN.ENABLE": False,
