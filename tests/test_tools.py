@@ -170,3 +170,27 @@ def test_stica_demo_end_to_end(tmp_path):
     row = readme.read_text().split("| test split |")[1].split("\n")[0]
     assert row.split("|")[0].strip() == f"{run['probes']['video'] + 5.0:.1f} ± {10.0 / 2 ** 0.5:.1f}"
     assert "mean ± sd over seeds 1, 2" in readme.read_text()
+
+
+def test_a_report_keeps_earlier_runs_only_of_the_same_overrides_and_dataset(tmp_path, monkeypatch):
+    """Report tools build a table up over several invocations; runs made on another dataset (another
+    format version, say) or with other overrides are dropped, never mixed into the new table."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    from demo_common import made_with, merge_runs, save_report
+
+    data = tmp_path / "data"
+    data.mkdir()
+    params = {"format_version": 5, "seed": 0, "train_per_class": 48}
+    (data / "dataset.json").write_text(json.dumps({"params": params, "classes": []}))
+    made = made_with(["SOLVER.MAX_EPOCH", "8"], str(data))
+    assert made == {"overrides": ["SOLVER.MAX_EPOCH", "8"], "dataset": params}
+    path = str(tmp_path / "report.json")
+    key = lambda run: (run["seed"],)  # noqa: E731
+    save_report(path, {"runs": [{"seed": 0, "top1": 1.0}, {"seed": 1, "top1": 2.0}], **made})
+    # A later invocation redoes seed 1 and adds seed 2: seed 0 is kept, seed 1 replaced.
+    runs = merge_runs(path, [{"seed": 1, "top1": 3.0}, {"seed": 2, "top1": 4.0}], made, key)
+    assert runs == [{"seed": 0, "top1": 1.0}, {"seed": 1, "top1": 3.0}, {"seed": 2, "top1": 4.0}]
+    for other in ({**made, "dataset": {**params, "format_version": 4}}, {**made, "overrides": []}):
+        assert merge_runs(path, [{"seed": 2, "top1": 4.0}], other, key) == [{"seed": 2, "top1": 4.0}]
+    save_report(path, {"runs": [{"seed": 0, "top1": 1.0}], "overrides": made["overrides"]})  # no dataset
+    assert merge_runs(path, [], made, key) == []

@@ -29,8 +29,8 @@ import os
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from demo_common import (DEMO, copy_beside_readme, last_checkpoint, load_config, mean_sd, merge_runs, parse_report_args,
-                         pm, prepare_data, read_json_stats, read_metrics, run_net, save_report, update_readme)
+from demo_common import (DEMO, copy_beside_readme, last_checkpoint, load_config, made_with, mean_sd, merge_runs,
+                         parse_report_args, pm, prepare_data, read_json_stats, read_metrics, run_net, save_report, update_readme)
 
 START, END = "<!-- stica-demo:start -->", "<!-- stica-demo:end -->"
 PRETRAIN = os.path.join(DEMO, "stica_tiny.yaml")
@@ -97,15 +97,16 @@ def _seed_key(run: Dict) -> Tuple[int]:
 
 def run_demo(out: str, seeds: Sequence[int], overrides: List[str]) -> Dict:
     """The dataset once, then every stage per seed; OUT/demo_report.json is saved after each seed
-    (with the seeds of an earlier report in OUT made with the same overrides)."""
+    (with the seeds of an earlier report in OUT made with the same overrides on the same dataset)."""
     start = time.perf_counter()
     data = prepare_data(PRETRAIN, out, overrides)
     path = os.path.join(out, "demo_report.json")
-    report = {"runs": merge_runs(path, [], overrides, _seed_key), "overrides": overrides,
+    made = made_with(overrides, data)
+    report = {"runs": merge_runs(path, [], made, _seed_key), **made,
               "data_minutes": round((time.perf_counter() - start) / 60, 2)}
     for seed in seeds:
         run = _run_seed(out, ["DATA.PATH_TO_DATA_DIR", data, *overrides], seed)
-        report["runs"] = merge_runs(path, [run], overrides, _seed_key)
+        report["runs"] = merge_runs(path, [run], made, _seed_key)
         save_report(path, report)
     return report
 

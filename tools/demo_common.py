@@ -125,16 +125,24 @@ def prepare_data(cfg_path: str, out: str, overrides: Sequence[str]) -> str:
     return data
 
 
-def merge_runs(path: str, runs: List[Dict], overrides: Sequence[str], key: Callable[[Dict], Tuple]) -> List[Dict]:
-    """``runs`` plus the runs of the report already at ``path`` that were made with the same
-    ``overrides`` and whose ``key`` none of ``runs`` has (so a report can be built up over several
-    invocations, and one run redone), sorted by ``key``."""
+def made_with(overrides: Sequence[str], data: str) -> Dict:
+    """What a report's runs depend on besides the configs: the command line's config overrides and
+    the generator parameters of the dataset in ``data`` (its format version among them)."""
+    with open(os.path.join(data, "dataset.json")) as f:
+        return {"overrides": list(overrides), "dataset": json.load(f)["params"]}
+
+
+def merge_runs(path: str, runs: List[Dict], made: Dict, key: Callable[[Dict], Tuple]) -> List[Dict]:
+    """``runs`` plus the runs of the report already at ``path`` whose ``key`` none of ``runs`` has,
+    if that report was made as ``made`` says (:func:`made_with`: the same overrides, on the same
+    dataset), so a report can be built up over several invocations and one run redone; sorted by
+    ``key``. Runs of another dataset or other overrides are dropped, never mixed in."""
     done = {key(r) for r in runs}
     kept = []
     if os.path.exists(path):
         with open(path) as f:
             earlier = json.load(f)
-        if earlier.get("overrides") == list(overrides):
+        if all(earlier.get(name) == value for name, value in made.items()):
             kept = [r for r in earlier.get("runs", []) if key(r) not in done]
     return sorted(kept + runs, key=key)
 

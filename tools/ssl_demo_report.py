@@ -21,7 +21,7 @@ progress is shown as it runs. Writes into ``--out``::
 
     report.md     markdown table (mean +- sd over seeds)
     report.json   every run's figures (runs not made again are kept from an earlier report in the
-                  same --out with the same overrides)
+                  same --out with the same overrides on the same dataset)
     report.png    probe top-1 per method and baseline, one dot per seed
 
 With ``--readme``, the table and the chart (copied to ``docs/ssl_demo_report.png`` beside the README)
@@ -37,8 +37,8 @@ import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from demo_common import (DEMO, copy_beside_readme, last_checkpoint, mean_sd, merge_runs, parse_report_args, pm,
-                         prepare_data, read_json_stats, read_metrics, run_net, save_report, update_readme)
+from demo_common import (DEMO, copy_beside_readme, last_checkpoint, made_with, mean_sd, merge_runs, parse_report_args,
+                         pm, prepare_data, read_json_stats, read_metrics, run_net, save_report, update_readme)
 
 METHODS = ("simclr", "moco", "byol", "swav")
 NAMES = {"simclr": "rhoSimCLR", "moco": "rhoMoCo", "byol": "rhoBYOL", "swav": "rhoSwAV",
@@ -168,12 +168,13 @@ def run_report(methods: Sequence[str], seeds: Sequence[int], out: str, overrides
     data = prepare_data(PROBE, out, overrides)
     common = ["DATA.PATH_TO_DATA_DIR", data, *overrides]
     path = os.path.join(out, "report.json")
-    report = {"runs": merge_runs(path, [], overrides, _run_key), "overrides": overrides}
+    made = made_with(overrides, data)
+    report = {"runs": merge_runs(path, [], made, _run_key), **made}
     for seed in seeds:
         for kind in (*baselines, *methods):
             run = _run(kind, seed, out, common)
             print(json.dumps(run), flush=True)
-            report["runs"] = merge_runs(path, [run], overrides, _run_key)
+            report["runs"] = merge_runs(path, [run], made, _run_key)
             save_report(path, report)
     return report
 
