@@ -41,7 +41,9 @@ def write_video(
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         # One encoder thread: x264's output depends on its thread count, which it otherwise takes
         # from the CPUs this process may use, so the same frames would give other files elsewhere.
-        vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        # No MB-tree: its lookahead read memory it had not written, so the same frames gave other
+        # files after other allocations in the process (frames differed from the fifth or so on).
+        vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
         astream = None
         if audio is not None:
             astream = container.add_stream("aac", rate=audio_rate, layout="mono")

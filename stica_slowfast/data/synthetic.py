@@ -77,7 +77,8 @@ except ImportError:  # pragma: no cover
 # refused. 3: UCF-101 splits 2 and 3 and the HMDB-51 split files. 4: no class hue; colours drift
 # within each video; x264 on one thread (its output depended on the CPUs the process could use).
 # 5: every shape covers the same mean area at a given size, a pulsing one too (the area told the shape).
-FORMAT_VERSION = 5
+# 6: x264 without MB-tree (with it, one seed's files changed with the process's earlier allocations).
+FORMAT_VERSION = 6
 # Mixed into every video's seed; bumped when the per-video random draws should change. Kept apart from
 # FORMAT_VERSION so that a format that keeps the draws keeps every video's nuisances: a format-5 video
 # differs from its format-4 twin only in the shape's size, and adding index files changes no video.
