@@ -75,7 +75,7 @@ def test_unknown_arch_error(cfg):
 
 
 @pytest.mark.parametrize("arch, input_shape", [
-    ("slow_tiny", (2, 3, 2, 32, 32)), ("r2plus1d_tiny", (2, 3, 4, 16, 16)), ("resnet9_audio_tiny", (2, 1, 16, 24)),
+    ("slow_tiny", (8, 3, 2, 32, 32)), ("r2plus1d_tiny", (8, 3, 4, 16, 16)), ("resnet9_audio_tiny", (8, 1, 16, 24)),
 ])
 def test_channels_last_changes_the_layout_and_nothing_else(arch, input_shape):
     torch.manual_seed(0)
@@ -89,8 +89,9 @@ def test_channels_last_changes_the_layout_and_nothing_else(arch, input_shape):
     assert any(not m.weight.is_contiguous() for m in convs)
     state, fast_state = plain.state_dict(), fast.state_dict()
     assert fast_state.keys() == state.keys() and all(torch.equal(fast_state[k], v) for k, v in state.items())
-    # Float32 results depend on the summation order, and a train-mode BatchNorm over 2 samples
-    # amplifies that: each layout is compared with the float64 result, channels-last no further off.
+    # Float32 results depend on the summation order: each layout is compared with the float64 result,
+    # channels-last no further off. 8 samples per train-mode BatchNorm: over 2, the statistics of a
+    # small map amplify rounding by orders of magnitude, and which layout lands closer is chance.
     ref = copy.deepcopy(plain).double()
     x = torch.randn(input_shape)
     outs = [m(x.to(dtype)) for m, dtype in ((plain, torch.float32), (fast, torch.float32), (ref, torch.float64))]
