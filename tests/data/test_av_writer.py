@@ -20,7 +20,7 @@ def _in_buffer_followed_by(frames: np.ndarray, fill: int) -> np.ndarray:
 def test_the_same_frames_give_the_same_file_whatever_the_memory_around_them(tmp_path):
     """x264's MB-tree lookahead gave files that changed with the process's earlier allocations
     (two generations of one seed differed after the first frames); this repeats the same frames from
-    other buffers between other allocations, which brought out 2 to 4 different files in 40 writes."""
+    other buffers between other allocations, which brought out several different files in 40 writes."""
     frames = synthetic.render_video(synthetic.class_specs(1)[0], np.random.default_rng(7),
                                     width=64, height=48, num_frames=30, fps=20)
     rng = np.random.default_rng(0)
