@@ -13,7 +13,6 @@ Call contract of each registry (what ``REGISTRY.get(name)`` returns and how it i
   returning the last feature map. An audio module (name containing ``audio``) maps spectrograms
   ``(B, 1, F, Ta)`` to ``(B, D)``, with ``forward_feature_map -> (B, D, f, t)`` and
   ``forward_tokens -> (B, t, D)`` (one token per time step).
-* ``HEAD``     -- ``cls(**kwargs) -> nn.Module``; heads are cfg-free building blocks.
 * ``LOSS``     -- ``fn(*tensors, **kwargs) -> Tensor``; losses are pure functions.
 * ``DATASET``  -- ``cls(cfg, split) -> torch.utils.data.Dataset`` selected (case-insensitively) by
   ``TRAIN.DATASET`` / ``TEST.DATASET``; ``split`` is ``"train"``, ``"val"`` or ``"test"``.
@@ -29,9 +28,6 @@ MODEL.__doc__ = "SSL methods and classifiers, ``cls(cfg)``; selected by MODEL.MO
 
 BACKBONE = Registry("BACKBONE")
 BACKBONE.__doc__ = "Video/audio encoders, ``fn(cfg)``; selected by MODEL.ARCH / STICA.AUDIO.ARCH."
-
-HEAD = Registry("HEAD")
-HEAD.__doc__ = "Projection MLPs, predictors, prototypes, classifiers (cfg-free, keyword args)."
 
 LOSS = Registry("LOSS")
 LOSS.__doc__ = "Pure loss functions."

@@ -36,7 +36,6 @@ __all__ = [
     "checkpoint_path",
     "list_checkpoints",
     "get_last_checkpoint",
-    "has_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
     "load_initialisation",
@@ -119,11 +118,6 @@ def get_last_checkpoint(output_dir: str) -> Optional[str]:
     """
     found = list_checkpoints(output_dir)
     return found[-1][1] if found else None
-
-
-def has_checkpoint(output_dir: str) -> bool:
-    """Whether ``OUTPUT_DIR/checkpoints`` holds at least one complete checkpoint."""
-    return get_last_checkpoint(output_dir) is not None
 
 
 # ------------------------------------------------------------------------------------------------ #

@@ -14,7 +14,7 @@ to even out the last batch land on the same row instead of being counted twice, 
 
 import math
 from collections import deque
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -26,8 +26,6 @@ __all__ = [
     "aggregate_views",
     "TestMeter",
     "SmoothedValue",
-    "ScalarMeter",
-    "all_reduce_mean",
 ]
 
 
@@ -253,47 +251,9 @@ class SmoothedValue:
         """Sample-weighted mean of all values since the last reset (NaN when empty)."""
         return self.total / self.count if self.count else math.nan
 
-    # PySlowFast ScalarMeter-style names.
-    def add_value(self, value: Union[float, torch.Tensor], n: int = 1) -> None:
-        """Alias of :meth:`update`."""
-        self.update(value, n)
-
-    def get_win_median(self) -> float:
-        """Alias of :attr:`median`."""
-        return self.median
-
-    def get_win_avg(self) -> float:
-        """Alias of :attr:`avg`."""
-        return self.avg
-
-    def get_global_avg(self) -> float:
-        """Alias of :attr:`global_avg`."""
-        return self.global_avg
-
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(latest={self.latest:.4g}, median={self.median:.4g}, "
             f"global_avg={self.global_avg:.4g})"
         )
 
-
-# PySlowFast's name for the same thing.
-ScalarMeter = SmoothedValue
-
-
-def all_reduce_mean(values: Mapping[str, Union[float, torch.Tensor]]) -> Dict[str, float]:
-    """Average scalars over all ranks (collective; returns plain floats, unchanged when not distributed).
-
-    Every rank must call it with the same keys; they are sorted so that dict order does not matter.
-
-    Args:
-        values: Name -> scalar (float or one-element tensor).
-
-    Returns:
-        Name -> mean of that scalar over all ranks.
-    """
-    keys = sorted(values)
-    floats = [float(values[k]) for k in keys]
-    if not keys:
-        return {}
-    return dict(zip(keys, du.all_reduce_tensor(torch.tensor(floats, dtype=torch.float64)).tolist()))

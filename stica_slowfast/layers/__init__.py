@@ -1,13 +1,9 @@
-"""cfg-free SSL building blocks shared by the methods: MLP heads, momentum encoders, key queues,
-STiCA's feature crops and temporal poolings.
-
-Importing this package registers ``MLP``, ``ProjectionMLP``, ``Predictor``, ``TransformerPooling`` and
-``GlobalAveragePooling`` in :data:`stica_slowfast.registry.HEAD`.
-"""
+"""cfg-free SSL building blocks shared by the methods: MLP heads, momentum (EMA) targets, key queues,
+STiCA's feature crops and temporal poolings."""
 
 from .feature_crop import CROP_SCALES, FeatureCrop, FeatureCrops
-from .mlp import MLP, Predictor, ProjectionMLP
-from .momentum import MomentumEncoder, cosine_momentum, make_target, momentum_update, unwrap
+from .mlp import MLP
+from .momentum import cosine_momentum, make_target, momentum_update
 from .queue import FeatureQueue
 from .transformer_pooling import (
     TEMPORAL_POOLINGS,
@@ -18,13 +14,9 @@ from .transformer_pooling import (
 
 __all__ = [
     "MLP",
-    "ProjectionMLP",
-    "Predictor",
-    "MomentumEncoder",
     "momentum_update",
     "cosine_momentum",
     "make_target",
-    "unwrap",
     "FeatureQueue",
     "FeatureCrop",
     "FeatureCrops",

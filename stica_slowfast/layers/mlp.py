@@ -11,12 +11,9 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
-from stica_slowfast.registry import HEAD
-
-__all__ = ["MLP", "ProjectionMLP", "Predictor"]
+__all__ = ["MLP"]
 
 
-@HEAD.register()
 class MLP(nn.Module):
     """``num_layers`` linear layers with norm + activation between them.
 
@@ -89,15 +86,3 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map features ``(B, D_in)`` to ``(B, D_out)``."""
         return self.layers(x)
-
-
-# Same module under the names the method configs use, so a projector and a predictor can be chosen
-# (and told apart in printed models) without a second implementation.
-@HEAD.register()
-class ProjectionMLP(MLP):
-    """Projector from backbone features to the SSL embedding space; see :class:`MLP`."""
-
-
-@HEAD.register()
-class Predictor(MLP):
-    """BYOL / SimSiam predictor on top of the online projection; see :class:`MLP`."""

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from stica_slowfast.utils.misc import unwrap
 
-__all__ = ["MomentumEncoder", "momentum_update", "cosine_momentum", "make_target", "unwrap"]
+__all__ = ["momentum_update", "cosine_momentum", "make_target"]
 
 
 def make_target(online: nn.Module) -> nn.Module:
@@ -80,39 +80,3 @@ def cosine_momentum(base: float, step: int, max_steps: int) -> float:
     progress = min(max(step, 0), max_steps) / max_steps
     return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
-
-class MomentumEncoder(nn.Module):
-    """Target encoder that follows an online encoder by EMA with a cosine momentum schedule.
-
-    ::
-
-        online (trained) --EMA(m(step))--> target (no grad)
-        x -> target -> features (no graph)
-
-    The online encoder is *not* stored as a child (its parameters would be registered twice); pass it
-    to :meth:`update`.
-
-    Args:
-        online: the encoder to follow; the target starts as a copy of it.
-        base_momentum: momentum at step 0; it rises to 1 at the last step (see :func:`cosine_momentum`).
-    """
-
-    def __init__(self, online: nn.Module, *, base_momentum: float) -> None:
-        super().__init__()
-        if not 0.0 <= base_momentum <= 1.0:
-            raise ValueError(f"base_momentum must lie in [0, 1], got {base_momentum}")
-        self.target = make_target(online)
-        self.base_momentum = base_momentum
-        self.momentum = base_momentum
-
-    @torch.no_grad()
-    def update(self, online: nn.Module, step: int, max_steps: int) -> float:
-        """EMA step with this step's momentum; returns it (for logging)."""
-        self.momentum = cosine_momentum(self.base_momentum, step, max_steps)
-        momentum_update(online, self.target, self.momentum)
-        return self.momentum
-
-    @torch.no_grad()
-    def forward(self, *args, **kwargs):
-        """Run the target encoder without building a graph."""
-        return self.target(*args, **kwargs)

@@ -16,8 +16,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stica_slowfast.registry import HEAD
-
 __all__ = ["TransformerPooling", "GlobalAveragePooling", "build_temporal_pooling", "TEMPORAL_POOLINGS"]
 
 
@@ -28,7 +26,6 @@ def _check_tokens(x: torch.Tensor, in_dim: int) -> None:
         raise ValueError(f"tokens need at least one time step, got shape {tuple(x.shape)}")
 
 
-@HEAD.register()
 class TransformerPooling(nn.Module):
     """Pool ``(B, T, C)`` tokens to ``(B, D)`` with a CLS token and pre-norm transformer layers.
 
@@ -148,7 +145,6 @@ class TransformerPooling(nn.Module):
         return tokens.mean(dim=1) + self.readout(cls)
 
 
-@HEAD.register()
 class GlobalAveragePooling(nn.Module):
     """Mean over time: tokens ``(B, T, C)`` -> ``(B, C)``; the no-parameter baseline.
 

@@ -1,14 +1,11 @@
-"""Heads: cfg-free building blocks registered in ``HEAD`` (``cls(**kwargs)``)."""
+"""Heads: cfg-free building blocks (``cls(**kwargs)``)."""
 
 import torch
 import torch.nn as nn
 
-from stica_slowfast.registry import HEAD
-
 __all__ = ["ClassifierHead"]
 
 
-@HEAD.register()
 class ClassifierHead(nn.Module):
     """Dropout then a linear classifier on pooled features.
 

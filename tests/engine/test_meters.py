@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from stica_slowfast.engine.meters import (
-    ScalarMeter,
     SmoothedValue,
     TestMeter,
     aggregate_views,
-    all_reduce_mean,
     topk_accuracies,
 )
 
@@ -117,15 +115,10 @@ def test_smoothed_value_window_and_global():
     assert meter.median == 4.0  # window holds 10, 2, 4
     assert meter.avg == pytest.approx(16.0 / 3)
     assert meter.global_avg == pytest.approx((1 + 10 + 4 + 4) / 5)
-    assert ScalarMeter is SmoothedValue and meter.get_win_median() == 4.0
     meter.update(torch.tensor(6.0))
     assert meter.latest == 6.0
     meter.reset()
     assert meter.count == 0 and math.isnan(meter.avg)
-
-
-def test_all_reduce_mean_without_process_group_is_identity():
-    assert all_reduce_mean({"b": 2, "a": torch.tensor(1.5)}) == {"a": 1.5, "b": 2.0}
 
 
 # ---------------------------------------------------------------------------------------------- #
@@ -162,9 +155,8 @@ def _worker(rank: int, out_dir: str) -> None:
     local = meter.finalize()
     meter.sync()
     meter.sync()  # idempotent
-    means = all_reduce_mean({"loss": float(rank + 1), "acc": 10.0 * rank})
     torch.save(
-        {"local": local, "synced": meter.finalize(), "scores": meter.scores, "means": means},
+        {"local": local, "synced": meter.finalize(), "scores": meter.scores},
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
 
@@ -185,6 +177,5 @@ def test_sync_two_gloo_processes_matches_single_process(tmp_path):
     for result in results:
         assert result["synced"] == pytest.approx(expected)
         torch.testing.assert_close(result["scores"], reference.scores)
-        assert result["means"] == pytest.approx({"loss": 1.5, "acc": 5.0})
     # Before sync each rank only knew its own share.
     assert sum(r["local"]["num_videos"] for r in results) == 10  # 9 valid + the padded duplicate

@@ -2,8 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stica_slowfast.layers import MLP, Predictor, ProjectionMLP
-from stica_slowfast.registry import HEAD
+from stica_slowfast.layers import MLP
 
 
 def _types(mlp):
@@ -72,14 +71,6 @@ def test_backward_reaches_all_params(last_norm):
     (mlp(torch.randn(7, 6)) * torch.randn(7, 4)).sum().backward()
     for name, p in mlp.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-def test_registered_names_build():
-    heads = dict(HEAD)
-    for name, cls in [("MLP", MLP), ("ProjectionMLP", ProjectionMLP), ("Predictor", Predictor)]:
-        assert heads[name] is cls
-        m = HEAD.get(name)(in_dim=4, hidden_dim=8, out_dim=2, num_layers=2)
-        assert isinstance(m, MLP) and m(torch.randn(3, 4)).shape == (3, 2)
 
 
 def test_keyword_only():

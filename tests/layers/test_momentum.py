@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from stica_slowfast.layers import MomentumEncoder, cosine_momentum, make_target, momentum_update
+from stica_slowfast.layers import cosine_momentum, make_target, momentum_update
 
 
 def _net():
@@ -87,16 +87,3 @@ def test_cosine_schedule():
     values = [cosine_momentum(base, s, 10) for s in range(11)]
     assert values == sorted(values)
     assert cosine_momentum(base, 500, 100) == pytest.approx(1.0)  # clamped
-
-
-def test_momentum_encoder_update_and_forward():
-    online = nn.Linear(3, 2)
-    enc = MomentumEncoder(online, base_momentum=0.9)
-    assert not any(p.requires_grad for p in enc.parameters())
-    with torch.no_grad():
-        online.weight.add_(1.0)
-    m = enc.update(online, step=0, max_steps=10)
-    assert m == pytest.approx(0.9)
-    torch.testing.assert_close(enc.target.weight, online.weight - 0.9)
-    out = enc(torch.randn(4, 3, requires_grad=True))
-    assert out.shape == (4, 2) and not out.requires_grad

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from stica_slowfast.layers import GlobalAveragePooling, TransformerPooling, build_temporal_pooling
-from stica_slowfast.registry import HEAD
 
 
 def _pool(**kwargs):
@@ -121,9 +120,3 @@ def test_factory():
     assert isinstance(gap, GlobalAveragePooling) and gap.out_dim == 6
     with pytest.raises(ValueError, match=r"'transfomer' \(did you mean 'transformer'\?\)"):
         build_temporal_pooling("transfomer", in_dim=6)
-
-
-def test_registered_in_head():
-    heads = dict(HEAD)
-    assert heads["TransformerPooling"] is TransformerPooling
-    assert heads["GlobalAveragePooling"] is GlobalAveragePooling
