@@ -1,6 +1,7 @@
 """torch.distributed helpers that also work in a plain single process (no process group)."""
 
 import os
+import warnings
 from typing import List, Optional
 
 import torch
@@ -73,36 +74,16 @@ def all_reduce_tensor(tensor: torch.Tensor, average: bool = True) -> torch.Tenso
     return out
 
 
-class _AllGatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0 whose backward hands each process the summed gradient of its own slice."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        ctx.rank = get_rank()
-        ctx.world = get_world_size()
-        ctx.size = tensor.shape[0]
-        local = tensor.contiguous().to(comm_device())
-        parts = [torch.empty_like(local) for _ in range(ctx.world)]
-        dist.all_gather(parts, local)
-        return torch.cat(parts, dim=0).to(tensor.device)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        grad = grad_output.contiguous().to(comm_device())
-        dist.all_reduce(grad)  # every process's loss depends on every slice: sum their gradients
-        start = ctx.rank * ctx.size
-        return grad[start : start + ctx.size].to(grad_output.device)
-
-
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from all processes along dim 0, keeping the autograd graph.
 
-    Unlike ``dist.all_gather``, gradients flow back: the backward pass sums (all-reduces) the gradient of
-    the gathered tensor over processes and returns this process's slice, so with each process's loss
-    computed on the gathered tensor, every input receives the gradient of the *sum* of all processes'
-    losses (divide by the world size, as DDP's gradient averaging does, to match one process computing
-    the mean loss on all data). Every process must pass the same shape, and every process must run the
-    backward pass (it is a collective). The identity when not distributed (or with one process).
+    Unlike ``dist.all_gather``, gradients flow back (``torch.distributed.nn.functional.all_gather``):
+    the backward pass sums the gradient of the gathered tensor over processes and returns this
+    process's slice, so with each process's loss computed on the gathered tensor, every input receives
+    the gradient of the *sum* of all processes' losses (divide by the world size, as DDP's gradient
+    averaging does, to match one process computing the mean loss on all data). Every process must pass
+    the same shape, and every process must run the backward pass (it is a collective). The identity
+    when not distributed (or with one process).
 
     Args:
         tensor: ``(N, ...)`` this process's rows.
@@ -112,4 +93,11 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """
     if get_world_size() == 1:
         return tensor
-    return _AllGatherWithGrad.apply(tensor)
+    import torch.distributed.nn.functional as dist_nn  # here: a process group exists, so it imports
+
+    with warnings.catch_warnings():
+        # Deprecated in recent torch in favour of torch.distributed._functional_collectives, a private
+        # module whose autograd gather older torch (setup.py: >= 2.1) does not have.
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        parts = dist_nn.all_gather(tensor.to(comm_device()))  # world_size x (N, ...)
+    return torch.cat(parts, dim=0).to(tensor.device)
