@@ -28,7 +28,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.utils.io import PathManager, atomic_open
-from stica_slowfast.utils.misc import unwrap
+from stica_slowfast.utils.misc import DDP_PREFIX, strip_ddp_prefix, unwrap
 
 __all__ = [
     "CheckpointMismatchError",
@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 _CKPT_NAME = "checkpoint_epoch_{:05d}.pyth"
 # Only complete files match: the temporary files start with "." and end in ".tmp-<id>".
 _CKPT_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
-_DDP_PREFIX = "module."
 # Keys listed per category in a mismatch error before "... and N more".
 _MAX_KEYS_IN_ERROR = 10
 
@@ -289,13 +288,13 @@ def _match_prefix(state: Dict[str, Any], expected: Mapping[str, Any]) -> Dict[st
 
     def all_prefixed(keys) -> bool:
         keys = list(keys)
-        return bool(keys) and all(k.startswith(_DDP_PREFIX) for k in keys)
+        return bool(keys) and all(k.startswith(DDP_PREFIX) for k in keys)
 
     state_prefixed, model_prefixed = all_prefixed(state), all_prefixed(expected)
     if state_prefixed and not model_prefixed:
-        return {k[len(_DDP_PREFIX):]: v for k, v in state.items()}
+        return dict(strip_ddp_prefix(state))
     if model_prefixed and not state_prefixed:
-        return {_DDP_PREFIX + k: v for k, v in state.items()}
+        return {DDP_PREFIX + k: v for k, v in state.items()}
     return state
 
 

@@ -31,6 +31,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 
 from stica_slowfast.utils.io import PathManager, atomic_open
+from stica_slowfast.utils.misc import strip_ddp_prefix
 
 __all__ = [
     "ConvertedState",
@@ -54,7 +55,6 @@ _HEAD_PARAMS = ("weight", "bias")
 _FEATURE_TRANSFORMS = ("video_pool.", "feature_norm.")
 # Prefixes of PySlowFast's PTVResNet that are not part of the classification network.
 _PYSLOWFAST_EXTRAS = ("detection_head.",)
-_DDP_PREFIX = "module."
 # Residual blocks per stage (res2..res5) of pytorchvideo's ResNet depths.
 _STAGE_DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
 
@@ -70,13 +70,6 @@ class ConvertedState:
 
     state: "OrderedDict[str, torch.Tensor]"
     dropped: Tuple[str, ...]
-
-
-def _strip_ddp(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    """Remove a ``module.`` prefix carried by every key (a DDP model saved without unwrapping)."""
-    if state and all(k.startswith(_DDP_PREFIX) for k in state):
-        return OrderedDict((k[len(_DDP_PREFIX):], v) for k, v in state.items())
-    return state
 
 
 def stica_to_pyslowfast(state: Mapping[str, torch.Tensor], *, with_head: bool = True) -> ConvertedState:
@@ -97,7 +90,7 @@ def stica_to_pyslowfast(state: Mapping[str, torch.Tensor], *, with_head: bool = 
             ``head.fc.weight/bias``, or, with ``with_head``, a head behind a ``video_pool`` /
             ``feature_norm``.
     """
-    state = _strip_ddp(state)
+    state = strip_ddp_prefix(state)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     dropped = []
     has_head = any(k.startswith(OURS_HEAD) for k in state)
@@ -146,7 +139,7 @@ def pyslowfast_to_stica(state: Mapping[str, torch.Tensor], *, with_head: bool = 
         ValueError: there is no ``model.blocks.*`` key, or a ``model.*`` key that is neither the trunk
             (``blocks.0`` .. ``blocks.4``) nor the head's ``proj``.
     """
-    state = _strip_ddp(state)
+    state = strip_ddp_prefix(state)
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     dropped = []
     for key, value in state.items():

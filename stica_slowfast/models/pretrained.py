@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 from torch import nn
 
 from stica_slowfast.engine.checkpoint import load_model_state, read_checkpoint
-from stica_slowfast.utils.misc import unwrap
+from stica_slowfast.utils.misc import strip_ddp_prefix, unwrap
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 _BACKBONE_PREFIX = "backbone."
 _HEAD_PREFIX = "head."
-_DDP_PREFIX = "module."
 
 
 def load_backbone_from_ssl_checkpoint(
@@ -104,10 +103,8 @@ def _load_head_if_it_fits(head: nn.Module, state: Mapping[str, Any], path: str) 
 
 def _split_state(state: Mapping[str, Any], prefix: str) -> Tuple[Dict[str, Any], List[str]]:
     """``({key without prefix: value}, [other keys])``, after stripping a DDP prefix."""
-    if state and all(k.startswith(_DDP_PREFIX) for k in state):
-        state = {k[len(_DDP_PREFIX):]: v for k, v in state.items()}
     selected, others = {}, []
-    for key, value in state.items():
+    for key, value in strip_ddp_prefix(state).items():
         if key.startswith(prefix):
             selected[key[len(prefix):]] = value
         else:

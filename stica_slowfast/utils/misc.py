@@ -2,11 +2,12 @@
 
 import logging
 import random
-from typing import Any
+from typing import Any, Dict, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,23 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return model
+
+
+#: The key prefix of a DistributedDataParallel / DataParallel model's state dict.
+DDP_PREFIX = "module."
+
+
+def strip_ddp_prefix(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` without the ``"module."`` prefix, when *every* key carries it (a DDP model saved
+    without unwrapping); ``state`` itself otherwise (a model may own a child called ``module``).
+
+    ``state`` is never modified: the prefix is stripped from a copy, in its order.
+    """
+    if not state or not all(k.startswith(DDP_PREFIX) for k in state):
+        return state
+    stripped: Dict[str, Any] = dict(state)
+    consume_prefix_in_state_dict_if_present(stripped, DDP_PREFIX)  # in place
+    return stripped
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

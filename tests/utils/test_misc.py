@@ -1,8 +1,8 @@
-"""Run-time helpers: derived seeds."""
+"""Run-time helpers: derived seeds, the DDP key prefix."""
 
 import numpy as np
 
-from stica_slowfast.utils.misc import derive_seed, derive_seeds
+from stica_slowfast.utils.misc import derive_seed, derive_seeds, strip_ddp_prefix
 
 
 def test_derived_seeds_are_a_function_of_their_keys():
@@ -19,3 +19,12 @@ def test_derive_seeds_is_a_prefix_stable_stream():
     assert np.array_equal(derive_seeds(7, 3, 0, 2, count=5), many[:5])  # seed i does not depend on count
     assert int(many[0]) == derive_seed(7, 3, 0, 2)
     assert not np.array_equal(derive_seeds(7, 4, 0, 2, count=5), many[:5])
+
+
+def test_strip_ddp_prefix_only_when_every_key_has_it_and_on_a_copy():
+    saved = {"module.b": 1, "module.module.a": 2, "module.c": 3}
+    stripped = strip_ddp_prefix(saved)
+    assert list(stripped.items()) == [("b", 1), ("module.a", 2), ("c", 3)]  # once, in order
+    assert list(saved) == ["module.b", "module.module.a", "module.c"]  # the input is unchanged
+    mixed = {"module.a": 1, "b": 2}  # a model with a child called "module": not a DDP state
+    assert strip_ddp_prefix(mixed) is mixed and strip_ddp_prefix({}) == {}
