@@ -5,7 +5,6 @@ bare ``KeyError``. Here every problem is a :class:`ConfigError` whose one-line m
 where it came from, and the closest valid key.
 """
 
-import difflib
 import logging
 import os
 from ast import literal_eval
@@ -15,6 +14,7 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.utils.io import PathManager
+from stica_slowfast.utils.suggest import closest, did_you_mean
 
 BASE_KEY = "_BASE_"
 
@@ -89,17 +89,16 @@ def all_keys(cfg: CfgNode, prefix: str = "") -> List[str]:
 def closest_key(key: str, cfg: CfgNode) -> Optional[str]:
     """The valid dotted key most similar to ``key`` (None when nothing is close)."""
     candidates = all_keys(cfg)
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    if not match:  # compare the last component only: "TRAIN.BATCHSIZE" vs "TEST.BATCH_SIZE"
+    match = closest(key, candidates, cutoff=0.6)
+    if match is None:  # compare the last component only: "TRAIN.BATCHSIZE" vs "TEST.BATCH_SIZE"
         leaves = {c.rsplit(".", 1)[-1]: c for c in candidates}
-        leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.75)
-        match = [leaves[leaf[0]]] if leaf else []
-    return match[0] if match else None
+        leaf = closest(key.rsplit(".", 1)[-1], leaves, cutoff=0.75)
+        match = leaves[leaf] if leaf is not None else None
+    return match
 
 
 def _unknown_key(key: str, root: CfgNode, source: str) -> ConfigError:
-    suggestion = closest_key(key, root)
-    hint = f"; did you mean {suggestion}?" if suggestion else ""
+    hint = did_you_mean(closest_key(key, root), quote=False)
     return ConfigError(f"unknown config key {key} ({source}){hint}")
 
 

@@ -9,12 +9,13 @@ Upstream reshapes the time axis in a way that silently merges samples of the bat
 here every sample is pooled on its own and a wrong input shape is an error.
 """
 
-import difflib
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from stica_slowfast.utils.suggest import closest, did_you_mean
 
 __all__ = ["TransformerPooling", "GlobalAveragePooling", "build_temporal_pooling", "TEMPORAL_POOLINGS"]
 
@@ -195,10 +196,9 @@ def build_temporal_pooling(
     """
     key = kind.lower()
     if key not in TEMPORAL_POOLINGS:
-        close = difflib.get_close_matches(key, list(TEMPORAL_POOLINGS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
-            f"Unknown temporal pooling {kind!r}{hint}; choose one of {sorted(TEMPORAL_POOLINGS)}"
+            f"Unknown temporal pooling {kind!r}; choose one of {sorted(TEMPORAL_POOLINGS)}"
+            + did_you_mean(closest(key, TEMPORAL_POOLINGS))
         )
     if key == "gap":
         return GlobalAveragePooling(in_dim=in_dim)

@@ -1,12 +1,11 @@
 """Build models and backbones by their registered names, with did-you-mean errors."""
 
-import difflib
-
 import torch
 import torch.nn as nn
 from fvcore.common.registry import Registry
 
 from stica_slowfast.registry import BACKBONE, MODEL
+from stica_slowfast.utils.suggest import closest, did_you_mean
 
 __all__ = ["build_model", "build_backbone", "build_audio_backbone", "uses_channels_last", "to_channels_last"]
 
@@ -17,8 +16,7 @@ def _get(registry: Registry, registry_name: str, key: str, name: str):
     names = sorted(n for n, _ in registry)
     if name in names:
         return registry.get(name)
-    closest = difflib.get_close_matches(name, names, n=1, cutoff=0.0)
-    hint = f"; did you mean {closest[0]!r}?" if closest else ""
+    hint = did_you_mean(closest(name, names, cutoff=0.0))
     raise KeyError(f"{key} {name!r} is not in the {registry_name} registry{hint} Registered: {names}")
 
 

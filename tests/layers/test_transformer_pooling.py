@@ -118,5 +118,5 @@ def test_factory():
     assert isinstance(pool, TransformerPooling) and pool.out_dim == 8 and pool.max_len == 4
     gap = build_temporal_pooling("GAP", in_dim=6, width=8)
     assert isinstance(gap, GlobalAveragePooling) and gap.out_dim == 6
-    with pytest.raises(ValueError, match=r"'transfomer' \(did you mean 'transformer'\?\)"):
+    with pytest.raises(ValueError, match=r"'transfomer'; choose one of \['gap', 'transformer'\]; did you mean 'transformer'\?"):
         build_temporal_pooling("transfomer", in_dim=6)
