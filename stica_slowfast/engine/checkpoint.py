@@ -38,7 +38,6 @@ __all__ = [
     "get_last_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
-    "load_initialisation",
     "load_model_state",
     "read_checkpoint",
 ]
@@ -220,15 +219,6 @@ def load_checkpoint(
         scaler.load_state_dict(checkpoint["scaler_state"])
     logger.info("Loaded checkpoint %s (epoch %d)", path, epoch)
     return epoch
-
-
-def load_initialisation(path: str, model: nn.Module) -> int:
-    """Initialise ``model`` from another run's checkpoint (``TRAIN.CHECKPOINT_FILE_PATH``): through
-    its ``load_pretrained(path)`` when it has one (a model may take only part of another run's
-    state, e.g. LinearProbe the SSL backbone), else the whole :func:`load_checkpoint`. Returns the
-    checkpoint's stored epoch."""
-    load_pretrained = getattr(model, "load_pretrained", None)
-    return load_pretrained(path) if load_pretrained is not None else load_checkpoint(path, model)
 
 
 def read_checkpoint(path: str) -> Tuple[Any, Dict[str, Any], int]:

@@ -18,10 +18,11 @@ from torch import nn
 
 from stica_slowfast.data import construct_loader
 from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
+from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import move_to_device, unwrap
+from stica_slowfast.utils.misc import move_to_device
 
 from .checkpoint import get_last_checkpoint, load_checkpoint
 from .meters import TestMeter, aggregate_views
@@ -34,12 +35,12 @@ METRICS_FILE = "metrics.json"
 
 def predicts_labels(model: nn.Module) -> bool:
     """Whether ``model(video)`` returns class logits (classifiers and linear probes do)."""
-    return bool(getattr(model, "predicts_labels", False))
+    return bool(contract(model).predicts_labels)
 
 
 def input_key(model: nn.Module) -> str:
     """The batch entry the model classifies: ``"video"``, or ``"audio"`` for an audio probe."""
-    return str(getattr(unwrap(model), "input_key", "video"))
+    return str(contract(model).input_key)
 
 
 @torch.no_grad()

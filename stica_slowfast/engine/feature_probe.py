@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.data import construct_loader
+from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
 
-from .checkpoint import load_initialisation
 from .evaluator import write_metrics
 from .retrieval import encoder_of, extract_features_each
 from .setup import build_model_on, setup_process
@@ -214,7 +214,7 @@ def _probe_models(cfg: CfgNode, device: torch.device) -> Dict[str, Tuple[nn.Modu
         model = build_model_on(model_cfg, device)
         what = f"{name or 'the model'} ({model_cfg.MODEL.ARCH})"
         if path:
-            epoch = load_initialisation(path, model)
+            epoch = contract(model).load_pretrained(path)
             logger.info("Feature probe of %s: %s (epoch %d)", what, path, epoch + 1)
         else:
             logger.warning("Feature probe of %s: no checkpoint, a randomly initialised model", what)

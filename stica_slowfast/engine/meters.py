@@ -1,4 +1,4 @@
-"""Meters: top-k accuracy, multi-view aggregation, the video-level test meter and smoothed scalars.
+"""Meters: top-k accuracy, multi-view aggregation, the video-level test meter and the training step logs.
 
 Symbols: B videos in a batch, V views per video (NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS), K classes,
 N samples.
@@ -13,11 +13,11 @@ to even out the last batch land on the same row instead of being counted twice, 
 """
 
 import math
-from collections import deque
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
+from fvcore.common.history_buffer import HistoryBuffer
 
 from stica_slowfast.utils import distributed as du
 
@@ -25,7 +25,7 @@ __all__ = [
     "topk_accuracies",
     "aggregate_views",
     "TestMeter",
-    "SmoothedValue",
+    "StepLogs",
 ]
 
 
@@ -195,65 +195,54 @@ class TestMeter:
 # ------------------------------------------------------------------------------------------------ #
 # Training scalars
 # ------------------------------------------------------------------------------------------------ #
-class SmoothedValue:
-    """A scalar tracked over a sliding window (median, mean) and over all updates (global average).
+class StepLogs:
+    """The per-step log values of training, read back to the host once per :meth:`flush`.
 
-    Used for train logging: the window median is robust to the odd slow iteration or loss spike; the
-    global average is what an epoch-level record reports.
+    A method's ``forward_train`` returns its logs as 0-dim tensors on the training device (or host
+    numbers); :meth:`add` keeps them as they are, so logging adds no host sync to a step, and
+    :meth:`flush` (every ``LOG_PERIOD`` steps, and at the epoch's end) copies everything pending in one
+    transfer per device. The values are then kept in fvcore ``HistoryBuffer``s: the window median is
+    robust to the odd slow iteration or loss spike; the global average is what an epoch record reports.
 
     Args:
-        window_size: Number of recent values the window statistics use.
+        window: number of recent steps the window median covers.
     """
 
-    def __init__(self, window_size: int = 20) -> None:
-        if window_size <= 0:
-            raise ValueError(f"window_size must be positive, got {window_size}.")
-        self.window_size = int(window_size)
-        self.reset()
+    def __init__(self, window: int) -> None:
+        if window <= 0:
+            raise ValueError(f"window must be positive, got {window}")
+        self.window = int(window)
+        self._pending: List[Dict[str, Union[float, torch.Tensor]]] = []
+        self._history: Dict[str, HistoryBuffer] = {}
 
-    def reset(self) -> None:
-        """Clear the window and the global statistics."""
-        self._window: deque = deque(maxlen=self.window_size)
-        self.total = 0.0
-        self.count = 0
+    def add(self, values: Mapping[str, Union[float, torch.Tensor]]) -> None:
+        """Record one step's scalars (tensors are kept, detached, on their device)."""
+        self._pending.append({k: v.detach().reshape(()) if torch.is_tensor(v) else float(v)
+                              for k, v in values.items()})
 
-    def update(self, value: Union[float, torch.Tensor], n: int = 1) -> None:
-        """Add a value.
+    def flush(self) -> None:
+        """Move the pending values to the host (one copy per device) into the histories."""
+        tensors: Dict[torch.device, List[torch.Tensor]] = {}
+        for step in self._pending:
+            for v in step.values():
+                if torch.is_tensor(v):
+                    tensors.setdefault(v.device, []).append(v.float())
+        host = {device: iter(torch.stack(ts).tolist()) for device, ts in tensors.items()}
+        for step in self._pending:
+            for key, v in step.items():
+                value = next(host[v.device]) if torch.is_tensor(v) else v
+                self._history.setdefault(key, HistoryBuffer()).update(value)
+        self._pending.clear()
 
-        Args:
-            value: The value (a float or a one-element tensor), e.g. a batch's mean loss.
-            n: How many samples ``value`` averages; weights the global average.
-        """
-        value = float(value)
-        self._window.append(value)
-        self.total += value * n
-        self.count += n
+    def keys(self) -> List[str]:
+        """The names logged so far (flushed), sorted."""
+        return sorted(self._history)
 
-    @property
-    def latest(self) -> float:
-        """The most recent value (NaN before any update)."""
-        return self._window[-1] if self._window else math.nan
+    def medians(self) -> Dict[str, float]:
+        """Median of each name over the last ``window`` flushed steps."""
+        return {k: float(h.median(self.window)) for k, h in sorted(self._history.items())}
 
-    @property
-    def median(self) -> float:
-        """Median of the window (NaN when empty)."""
-        if not self._window:
-            return math.nan
-        return float(torch.tensor(list(self._window), dtype=torch.float64).median())
-
-    @property
-    def avg(self) -> float:
-        """Mean of the window (NaN when empty)."""
-        return sum(self._window) / len(self._window) if self._window else math.nan
-
-    @property
-    def global_avg(self) -> float:
-        """Sample-weighted mean of all values since the last reset (NaN when empty)."""
-        return self.total / self.count if self.count else math.nan
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(latest={self.latest:.4g}, median={self.median:.4g}, "
-            f"global_avg={self.global_avg:.4g})"
-        )
-
+    def global_avg(self, key: str) -> float:
+        """Mean of ``key`` over all flushed steps (NaN when there is none)."""
+        history = self._history.get(key)
+        return float(history.global_avg()) if history is not None and history.values() else math.nan

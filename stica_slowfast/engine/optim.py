@@ -54,6 +54,7 @@ __all__ = [
     "get_lr_at_epoch",
     "set_lr",
     "clip_gradients",
+    "optimizer_step",
 ]
 
 # Module types whose parameters count as "norm" parameters (BN.WEIGHT_DECAY, excluded from LARS).
@@ -148,12 +149,15 @@ def build_param_groups(
     return [dict(group, name=name) for name, group in groups.items() if group["params"]]
 
 
-def get_param_groups(model: nn.Module, cfg: CfgNode) -> List[Dict[str, Any]]:
-    """:func:`build_param_groups` with the decays read from ``cfg`` and the model's ``lr_scales``.
+def get_param_groups(
+    model: nn.Module, cfg: CfgNode, lr_scales: Optional[Mapping[str, float]] = None
+) -> List[Dict[str, Any]]:
+    """:func:`build_param_groups` with the decays read from ``cfg``.
 
     Args:
         model: The model to optimise.
         cfg: Config with ``SOLVER.WEIGHT_DECAY``, ``BN.WEIGHT_DECAY`` and ``SOLVER.ZERO_WD_1D_PARAM``.
+        lr_scales: ``{submodule name: LR multiplier}`` (a registered model's ``lr_scales``).
 
     Returns:
         The tagged param groups.
@@ -163,11 +167,13 @@ def get_param_groups(model: nn.Module, cfg: CfgNode) -> List[Dict[str, Any]]:
         weight_decay=float(cfg.SOLVER.WEIGHT_DECAY),
         norm_weight_decay=float(cfg.BN.WEIGHT_DECAY),
         zero_wd_1d=bool(cfg.SOLVER.ZERO_WD_1D_PARAM),
-        lr_scales=getattr(unwrap(model), "lr_scales", None),
+        lr_scales=lr_scales,
     )
 
 
-def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
+def construct_optimizer(
+    model: nn.Module, cfg: CfgNode, lr_scales: Optional[Mapping[str, float]] = None
+) -> torch.optim.Optimizer:
     """Build the optimiser named by ``SOLVER.OPTIMIZING_METHOD`` over the tagged param groups.
 
     The initial LR of every group is the schedule's value at epoch 0 for the global batch
@@ -176,6 +182,8 @@ def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer
     Args:
         model: The model to optimise; frozen parameters are excluded.
         cfg: Full config (``SOLVER.*``, ``BN.WEIGHT_DECAY``, ``TRAIN.BATCH_SIZE``, ...).
+        lr_scales: ``{submodule name: LR multiplier}``: the trainer passes the model's ``lr_scales``
+            (:class:`~stica_slowfast.models.api.Model`); None scales nothing.
 
     Returns:
         A ``torch.optim.SGD`` ("sgd": MOMENTUM, DAMPENING, NESTEROV), ``torch.optim.AdamW``
@@ -192,7 +200,7 @@ def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer
             f"Unknown SOLVER.OPTIMIZING_METHOD {cfg.SOLVER.OPTIMIZING_METHOD!r}; "
             f"expected one of {list(_SUPPORTED_METHODS)}."
         )
-    groups = get_param_groups(model, cfg)
+    groups = get_param_groups(model, cfg, lr_scales)
     if not groups:
         raise ValueError("The model has no parameter with requires_grad=True to optimise.")
     lr = get_lr_at_epoch(cfg, 0.0, int(cfg.TRAIN.BATCH_SIZE))
@@ -351,7 +359,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 # ------------------------------------------------------------------------------------------------ #
 def clip_gradients(
     params: Union[Iterable[torch.Tensor], Iterable[Dict[str, Any]]], cfg: CfgNode
-) -> Optional[float]:
+) -> Optional[torch.Tensor]:
     """Clip gradients in place as configured by ``SOLVER.CLIP_GRAD_VAL`` / ``SOLVER.CLIP_GRAD_L2NORM``.
 
     Both may be set: values are clipped first, then the global norm. With AMP call
@@ -362,8 +370,8 @@ def clip_gradients(
         cfg: Config with ``SOLVER.CLIP_GRAD_VAL`` and ``SOLVER.CLIP_GRAD_L2NORM`` (None = off).
 
     Returns:
-        The total gradient L2 norm before norm clipping when ``CLIP_GRAD_L2NORM`` is set (useful for
-        logging), else None.
+        The total gradient L2 norm before norm clipping (a 0-dim tensor on the gradients' device: no
+        host sync) when ``CLIP_GRAD_L2NORM`` is set, else None.
     """
     clip_val = cfg.SOLVER.CLIP_GRAD_VAL
     clip_norm = cfg.SOLVER.CLIP_GRAD_L2NORM
@@ -379,9 +387,30 @@ def clip_gradients(
     if clip_val is not None:
         torch.nn.utils.clip_grad_value_(tensors, float(clip_val))
     if clip_norm is not None:
-        total = torch.nn.utils.clip_grad_norm_(tensors, float(clip_norm))
-        return float(total)
+        return torch.nn.utils.clip_grad_norm_(tensors, float(clip_norm))
     return None
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    cfg: CfgNode,
+) -> None:
+    """One update from ``loss``: zero the gradients, backward (scaled when ``scaler``, float16 AMP),
+    :func:`clip_gradients`, optimiser step. The trainer and ``tools/benchmark.py`` both use it."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        clip_gradients(model.parameters(), cfg)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        clip_gradients(model.parameters(), cfg)
+        optimizer.step()
 
 
 def _reference_batch_size(cfg: CfgNode) -> int:

@@ -26,6 +26,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.data import construct_loader
+from stica_slowfast.models.api import audio_visual
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
 from stica_slowfast.utils.misc import move_to_device
@@ -292,8 +293,8 @@ def retrieval(cfg: CfgNode) -> Dict[str, float]:
     stats = recall_at_k(queries.features, queries.labels, bank.features, bank.labels, ks=ks)
     log_json_stats({"_type": "retrieval", "num_queries": len(queries), "num_bank": len(bank), **stats},
                    cfg.OUTPUT_DIR, to_file=True)
-    if cfg.STICA.AUDIO.ENABLE and hasattr(model, "embed_audio") and hasattr(model, "embed_video"):
-        cross = cross_modal_retrieval(model, construct_loader(cfg, "test"), device, ks)
+    if cfg.STICA.AUDIO.ENABLE and audio_visual(model) is not None:
+        cross = cross_modal_retrieval(audio_visual(model), construct_loader(cfg, "test"), device, ks)
         log_json_stats({"_type": "cross_modal_retrieval", **cross}, cfg.OUTPUT_DIR, to_file=True)
         stats.update(cross)
     if du.is_master_proc():

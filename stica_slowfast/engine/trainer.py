@@ -7,7 +7,6 @@ import logging
 import math
 import sys
 import time
-from collections import defaultdict
 from typing import Dict, List, Optional
 
 import torch
@@ -17,14 +16,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stica_slowfast.data import construct_loader, shuffle_dataset
 from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
+from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
 from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
 
-from .checkpoint import get_last_checkpoint, load_checkpoint, load_initialisation, save_checkpoint
+from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
-from .meters import SmoothedValue
-from .optim import clip_gradients, construct_optimizer, get_lr_at_epoch, set_lr
+from .meters import StepLogs
+from .optim import construct_optimizer, get_lr_at_epoch, optimizer_step, set_lr
 from .retrieval import KnnMonitor
 from .setup import MIN_FREE_BYTES, TensorBoardWriter, build_model_on, check_output_dir, setup_process
 
@@ -57,12 +57,6 @@ def autocast(cfg: CfgNode, device: torch.device):
                           enabled=cfg.TRAIN.MIXED_PRECISION)
 
 
-def _call_hook(model: nn.Module, name: str, *args) -> None:
-    hook = getattr(model, name, None)
-    if callable(hook):
-        hook(*args)
-
-
 def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
     """Load the newest checkpoint of this run, else ``TRAIN.CHECKPOINT_FILE_PATH``; return start epoch."""
     last = get_last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
@@ -72,7 +66,7 @@ def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         path = cfg.TRAIN.CHECKPOINT_FILE_PATH
         logger.info("Initialising from %s", path)
-        epoch = load_initialisation(path, model)
+        epoch = contract(model).load_pretrained(path)
         return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1
     return 0
 
@@ -131,10 +125,6 @@ def _checkpoint_bytes(model: nn.Module) -> int:
     return sum(v.numel() * v.element_size() for v in state) + 2 * params
 
 
-def _float_logs(out: Dict) -> Dict[str, float]:
-    return {k: float(v) for k, v in out.items() if k != "loss" and not isinstance(v, (dict, list))}
-
-
 def train_epoch(
     cfg: CfgNode,
     step_module: nn.Module,
@@ -159,7 +149,7 @@ def train_epoch(
     step_module.train()
     num_iters = len(loader)
     max_steps = num_iters * cfg.SOLVER.MAX_EPOCH
-    meters: Dict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(cfg.LOG_PERIOD))
+    logs = StepLogs(cfg.LOG_PERIOD)
     # Videos skipped per reason and samples delivered, on this rank.
     skip_counts = torch.zeros(len(SKIP_REASONS), dtype=torch.float64)
     num_samples = 0
@@ -179,28 +169,20 @@ def train_epoch(
         loss = out["loss"]
         loss_value = loss.item()  # the step's one host sync; a NaN must stop before the update
         _check_finite_loss(loss_value, epoch, it, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            clip_gradients(model.parameters(), cfg)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            clip_gradients(model.parameters(), cfg)
-            optimizer.step()
-        _call_hook(model, "on_step_end", epoch * num_iters + it + 1, max_steps)
+        optimizer_step(loss, model, optimizer, scaler, cfg)
+        contract(model).on_step_end(epoch * num_iters + it + 1, max_steps)
 
-        for key, value in {"loss": loss_value, **_float_logs(out)}.items():
-            meters[key].update(value)
+        # The method's other logs stay on the device until the next flush.
+        logs.add({"loss": loss_value, **{k: v for k, v in out.items() if k != "loss"}})
         iter_time = time.perf_counter() - tick
         tick = time.perf_counter()
         if progress is not None:
-            progress.set_postfix(loss=f"{meters['loss'].latest:.4f}", lr=f"{lr:.3g}", refresh=False)
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", refresh=False)
             progress.update()
+        if (it + 1) % cfg.LOG_PERIOD == 0:
+            logs.flush()
         if (it + 1) % cfg.LOG_PERIOD == 0 and du.is_master_proc():
-            logs = {k: m.median for k, m in meters.items()}  # this process, median of the window
+            window = logs.medians()  # this process, median of the window
             eta = iter_time * (num_iters * (cfg.SOLVER.MAX_EPOCH - epoch) - it - 1)
             log_json_stats({
                 "_type": "train_iter",
@@ -210,17 +192,18 @@ def train_epoch(
                 "time_diff": iter_time,
                 "dt_data": data_time,
                 "eta": time.strftime("%H:%M:%S", time.gmtime(eta)),
-                **logs,
+                **window,
             })
             if writer is not None:
-                writer.add_scalars({f"Train/{k}": v for k, v in logs.items()}, epoch * num_iters + it)
+                writer.add_scalars({f"Train/{k}": v for k, v in window.items()}, epoch * num_iters + it)
                 writer.add_scalars({"Train/lr": lr}, epoch * num_iters + it)
     if progress is not None:
         progress.close()
     # Average over iterations and processes; count samples and skipped videos over processes.
-    keys = sorted(meters)
+    logs.flush()
+    keys = logs.keys()
     totals = du.all_reduce_tensor(
-        torch.cat([torch.tensor([meters[k].global_avg for k in keys] + [float(num_samples)],
+        torch.cat([torch.tensor([logs.global_avg(k) for k in keys] + [float(num_samples)],
                                 dtype=torch.float64), skip_counts]),
         average=False,
     )
@@ -284,7 +267,7 @@ def train(cfg: CfgNode) -> Dict[str, float]:
         shape = (cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
         log_model_info(model, shape, device)
 
-    optimizer = construct_optimizer(model, cfg)
+    optimizer = construct_optimizer(model, cfg, contract(model).lr_scales)
     # Loss scaling only for float16, whose range underflows small gradients (bfloat16 has float32's).
     use_scaler = cfg.TRAIN.MIXED_PRECISION and amp_dtype(cfg, device) == torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -310,7 +293,7 @@ def train(cfg: CfgNode) -> Dict[str, float]:
         # epoch, rank) only, so a run resumed from a checkpoint repeats the uninterrupted run.
         set_seed(derive_seed(cfg.RNG_SEED, epoch, du.get_rank(), 0))
         shuffle_dataset(train_loader, epoch, seed=cfg.RNG_SEED)
-        _call_hook(model, "on_epoch_start", epoch)
+        contract(model).on_epoch_start(epoch)
         stats = train_epoch(cfg, step_module, model, train_loader, optimizer, scaler, epoch, device, writer)
         log_json_stats(stats, cfg.OUTPUT_DIR, to_file=True)
         metrics["train_loss"] = stats["loss"]

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 
 from stica_slowfast.registry import MODEL
 
+from .api import ModelBase
 from .build import build_backbone
 from .configurable import configurable
 from .heads import ClassifierHead
 from .pretrained import load_backbone_from_ssl_checkpoint, load_pool_if_present
-from .temporal import pool_video, temporal_pooling_from_config
+from .encoder import feature_map_tokens
+from .temporal import temporal_pooling_from_config
 
 __all__ = ["VideoClassifier"]
 
@@ -29,7 +31,7 @@ def _check_loss_func(loss_func: str, key: str) -> None:
 
 
 @MODEL.register()
-class VideoClassifier(nn.Module):
+class VideoClassifier(ModelBase):
     """Backbone, global average pool (or a temporal pooling), dropout and a linear classifier.
 
     ::
@@ -58,8 +60,6 @@ class VideoClassifier(nn.Module):
 
     #: ``forward(video)`` returns class logits, so the engine measures val/test accuracy with it.
     predicts_labels = True
-    #: The batch entry classified (the engine's evaluation reads ``batch[input_key]``).
-    input_key = "video"
 
     @configurable
     def __init__(
@@ -67,10 +67,10 @@ class VideoClassifier(nn.Module):
         *,
         backbone: nn.Module,
         num_classes: int,
-        dropout_rate: float = 0.5,
-        fc_init_std: float = 0.01,
-        loss_func: str = "cross_entropy",
-        video_pool: Optional[nn.Module] = None,
+        dropout_rate: float,
+        fc_init_std: float,
+        loss_func: str,
+        video_pool: Optional[nn.Module],
     ) -> None:
         super().__init__()
         _check_loss_func(loss_func, "loss_func")
@@ -125,7 +125,9 @@ class VideoClassifier(nn.Module):
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, D)`` (or ``(B, P)``) of video ``(B, C, T, H, W)``."""
-        return pool_video(self.backbone, self.video_pool, video)
+        if self.video_pool is None:
+            return self.backbone(video)  # the backbone's global average pool
+        return self.video_pool(feature_map_tokens(self.backbone.forward_feature_map(video)))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of video ``(B, C, T, H, W)`` (or a one-pathway list of it)."""
@@ -139,7 +141,7 @@ class VideoClassifier(nn.Module):
                 taken as rho = 1); ``"label"``: ``(B,)`` int64 class indices.
 
         Returns:
-            ``{"loss": scalar cross-entropy tensor, "top1_acc": float percent}``, both averaged
+            ``{"loss": scalar cross-entropy tensor, "top1_acc": percent (0-dim tensor)}``, both averaged
             over the rho * B clips.
         """
         clips = batch[self.input_key]
@@ -158,5 +160,5 @@ class VideoClassifier(nn.Module):
         logits = self(video)  # (rho * B, K)
         loss = F.cross_entropy(logits, targets)
         with torch.no_grad():
-            top1 = (logits.argmax(dim=1) == targets).float().mean().item() * 100.0
+            top1 = (logits.argmax(dim=1) == targets).float().mean() * 100.0
         return {"loss": loss, "top1_acc": top1}

@@ -54,7 +54,7 @@ class LinearProbe(VideoClassifier):
     checkpoint_prefix = "backbone."
 
     @configurable
-    def __init__(self, *, feature_norm: bool = True, **kwargs) -> None:  # + VideoClassifier's kwargs
+    def __init__(self, *, feature_norm: bool, **kwargs) -> None:  # + VideoClassifier's kwargs
         super().__init__(**kwargs)
         self.encoder().requires_grad_(False)
         self.encoder().eval()

@@ -6,25 +6,11 @@ Symbols: B batch, D channels, t time steps, h x w feature-map size, P pooled siz
 
 from typing import Optional
 
-import torch
 import torch.nn as nn
 
 from stica_slowfast.layers import FeatureCrop, build_temporal_pooling
 
-__all__ = ["video_tokens", "temporal_pooling_from_config", "feature_crop_from_config", "pool_video"]
-
-
-def video_tokens(fmap: torch.Tensor) -> torch.Tensor:
-    """One token per time step: ``(B, D, t, h, w) -> (B, t, D)`` (spatial mean)."""
-    return fmap.mean(dim=(3, 4)).transpose(1, 2)  # (B, D, t, h, w) -> (B, D, t) -> (B, t, D)
-
-
-def pool_video(backbone: nn.Module, pool: Optional[nn.Module], video: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` features of video ``(B, C, T, H, W)``: the backbone's own global average pool when
-    ``pool`` is None, else ``pool`` over the time tokens of the backbone's last feature map."""
-    if pool is None:
-        return backbone(video)
-    return pool(video_tokens(backbone.forward_feature_map(video)))
+__all__ = ["temporal_pooling_from_config", "feature_crop_from_config"]
 
 
 def temporal_pooling_from_config(cfg, in_dim: int) -> nn.Module:

@@ -100,4 +100,17 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         # module whose autograd gather older torch (setup.py: >= 2.1) does not have.
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
         parts = dist_nn.all_gather(tensor.to(comm_device()))  # world_size x (N, ...)
+    # On gloo, torch's backward scatters the gradients into buffers laid out like them and reads those
+    # as contiguous: a gradient that arrives through a transpose (gather_batch's movedim) is summed in
+    # the wrong order. Through 1-D and back, every gradient reaching it is contiguous.
+    parts = [p.reshape(-1).view(p.shape) for p in parts]
     return torch.cat(parts, dim=0).to(tensor.device)
+
+
+def gather_batch(x: torch.Tensor, *, enabled: bool) -> torch.Tensor:
+    """``x (..., B, E)`` with the batch rows of all processes, rank-major along dim -2 (with gradient:
+    :func:`all_gather_with_grad`); ``x`` itself when not ``enabled`` or not distributed."""
+    if not enabled or get_world_size() == 1:
+        return x
+    # (..., B, E) -> (B, ..., E) -> gather dim 0 -> (W*B, ..., E) -> (..., W*B, E)
+    return all_gather_with_grad(x.movedim(-2, 0).contiguous()).movedim(0, -2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stica_slowfast.engine.meters import (
-    SmoothedValue,
+    StepLogs,
     TestMeter,
     aggregate_views,
     topk_accuracies,
@@ -106,19 +106,23 @@ def test_test_meter_rejects_bad_indices():
         meter.update(torch.tensor([0]), torch.zeros(1, 3), torch.tensor([0]))
 
 
-def test_smoothed_value_window_and_global():
-    meter = SmoothedValue(window_size=3)
-    assert math.isnan(meter.global_avg)
-    for value, n in [(1.0, 1), (10.0, 1), (2.0, 2), (4.0, 1)]:
-        meter.update(value, n)
-    assert meter.latest == 4.0
-    assert meter.median == 4.0  # window holds 10, 2, 4
-    assert meter.avg == pytest.approx(16.0 / 3)
-    assert meter.global_avg == pytest.approx((1 + 10 + 4 + 4) / 5)
-    meter.update(torch.tensor(6.0))
-    assert meter.latest == 6.0
-    meter.reset()
-    assert meter.count == 0 and math.isnan(meter.avg)
+def test_step_logs_read_tensors_back_only_when_flushed():
+    logs = StepLogs(window=3)
+    assert math.isnan(logs.global_avg("loss")) and logs.keys() == []
+    for value in (1.0, 10.0, 2.0, 4.0):
+        # a host number and a 0-dim tensor per step, as the trainer records them
+        logs.add({"loss": value, "acc": torch.tensor(value * 2)})
+    assert logs.keys() == []  # nothing read back before a flush
+    logs.flush()
+    assert logs.keys() == ["acc", "loss"]
+    assert logs.medians() == {"acc": 8.0, "loss": 4.0}  # window: 10, 2, 4
+    assert logs.global_avg("loss") == pytest.approx(17.0 / 4)
+    assert logs.global_avg("acc") == pytest.approx(34.0 / 4)
+    logs.add({"loss": torch.tensor([6.0]), "acc": 1.0})  # one-element tensors are scalars too
+    logs.flush()
+    assert logs.global_avg("loss") == pytest.approx(23.0 / 5)
+    with pytest.raises(ValueError):
+        StepLogs(window=0)
 
 
 # ---------------------------------------------------------------------------------------------- #

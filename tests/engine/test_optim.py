@@ -263,11 +263,10 @@ def test_set_lr_honours_lr_scale():
 
 def test_model_lr_scales_give_scaled_groups_with_the_same_decay_rules():
     net = _Net()
-    net.lr_scales = {"fc": 10.0}
     cfg = _cosine_cfg()
     cfg.SOLVER.OPTIMIZING_METHOD = "sgd"
     cfg.SOLVER.ZERO_WD_1D_PARAM = False
-    opt = construct_optimizer(net, cfg)
+    opt = construct_optimizer(net, cfg, {"fc": 10.0})
     start_lr = get_lr_at_epoch(cfg, 0.0, cfg.TRAIN.BATCH_SIZE)
     for param, (name, lr) in {
         net.fc.weight: ("decay@fc", 10 * start_lr),
@@ -280,9 +279,8 @@ def test_model_lr_scales_give_scaled_groups_with_the_same_decay_rules():
     set_lr(opt, 0.5)
     assert _group_of(opt.param_groups, net.fc.weight)["lr"] == pytest.approx(5.0)
     assert sum(len(g["params"]) for g in opt.param_groups) == sum(p.requires_grad for p in net.parameters())
-    net.lr_scales = {"no_such_module": 2.0}
     with pytest.raises(ValueError, match="no_such_module"):
-        construct_optimizer(net, cfg)
+        construct_optimizer(net, cfg, {"no_such_module": 2.0})
 
 
 def test_clip_gradients():

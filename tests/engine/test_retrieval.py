@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from stica_slowfast.engine.retrieval import (bank_subset, encoder_of, extract_features, extract_features_each,
                                              knn_scores, recall_at_k)
+from stica_slowfast.models.api import ModelBase
 
 
 def _unit(n, d, seed):
@@ -73,11 +73,14 @@ def test_recall_matches_brute_force():
         assert got[f"R@{k}"] == pytest.approx(want)
 
 
-class _MeanColour(nn.Module):
+class _MeanColour(ModelBase):
     """Feature = per-channel mean of the clip: lets a test predict the extracted rows exactly."""
 
     def forward_features(self, video):
         return video.mean(dim=(2, 3, 4))
+
+    def forward_train(self, batch):
+        return {"loss": self.forward_features(batch["video"][0]).sum()}
 
 
 def _batch(index, valid, views=2):

@@ -1,7 +1,7 @@
-"""STiCA's transformer pooling and Feature Crop in the rho-clip SSL methods: RhoBYOL with crops as extra
-online views (feature and input space, sequential), the pool in the EMA target and in a fine-tuning
-checkpoint, every method with the pool, the clear error of the methods without crop support, and the
-unchanged state dict keys of a plain model."""
+"""STiCA's transformer pooling and Feature Crop in the rho-clip SSL methods: every method with crops as
+extra queries (loss = half global, half crop term; trains), RhoBYOL's crop term by hand (feature and
+input space, sequential), the pool in the EMA target and in a fine-tuning checkpoint, every method with
+the pool, and the unchanged state dict keys of a plain model."""
 
 import copy
 
@@ -12,6 +12,7 @@ from stica_slowfast.config import get_cfg
 from stica_slowfast.engine.checkpoint import save_checkpoint
 from stica_slowfast.layers import cosine_momentum
 from stica_slowfast.models import build_model
+from stica_slowfast.models import encoder as encoder_module
 from stica_slowfast.models.ssl import RhoBYOL, ordered_pairs
 
 METHODS = ["RhoSimCLR", "RhoMoCo", "RhoBYOL", "RhoSwAV"]
@@ -59,7 +60,7 @@ def _byol(p, z):  # 2 - 2 cos, per row, written out
 
 def test_byol_feature_crop_loss_is_global_and_crop_terms():
     model = build_model(_cfg(crop=True))
-    assert isinstance(model, RhoBYOL) and model.crop_space == "feature"
+    assert isinstance(model, RhoBYOL) and model.encoder.crop_space == "feature"
     assert type(model.video_pool).__name__ == "TransformerPooling"
     assert model.projector.in_dim == POOL_WIDTH and "video_pool" in model.target
     calls = []
@@ -71,18 +72,18 @@ def test_byol_feature_crop_loss_is_global_and_crop_terms():
     # One online backbone pass for the full clips and all their crops (the target has its own copy).
     assert calls == [2 * B]
     loss = out["loss"]
-    assert loss.dim() == 0 and torch.isfinite(loss) and isinstance(out["loss_crop"], float)
+    assert loss.dim() == 0 and torch.isfinite(loss) and out["loss_crop"].dim() == 0
 
     # The same draws again, then the loss from the views by hand.
     torch.manual_seed(3)
-    views = model._predict_with_crops(torch.cat(clips)).split(B)  # rho x (B, 1 + N, D)
-    assert views[0].shape == (B, 1 + NUM_CROPS, 16)
-    z = model.project_target(torch.cat(clips)).split(B)  # one batch, as in training (BatchNorm)
+    encoded = model.encoder(clips, head=model.predictor)
+    p, crops = encoded.views, encoded.crops_of()  # (rho, B, D), (N, rho, B, D)
+    assert crops.shape == (NUM_CROPS, 2, B, 16)
+    z = model.target_encoder(clips).views  # one batch, as in training (BatchNorm)
     pairs = ordered_pairs(2)
-    global_term = torch.stack([_byol(views[a][:, 0], z[b]).mean() for a, b in pairs]).mean()
-    crop_term = torch.stack([_byol(views[a][:, k], z[b]).mean()
-                             for a, b in pairs for k in range(1, 1 + NUM_CROPS)]).mean()
-    assert out["loss_crop"] == pytest.approx(crop_term.item(), rel=1e-5)
+    global_term = torch.stack([_byol(p[a], z[b]).mean() for a, b in pairs]).mean()
+    crop_term = torch.stack([_byol(crops[k, a], z[b]).mean() for a, b in pairs for k in range(NUM_CROPS)]).mean()
+    assert float(out["loss_crop"]) == pytest.approx(crop_term.item(), rel=1e-5)
     torch.testing.assert_close(loss.double(), (global_term + crop_term) / 2)
     loss.backward()
     assert all(p.grad is not None for p in model.video_pool.parameters())
@@ -92,10 +93,36 @@ def test_byol_feature_crop_loss_is_global_and_crop_terms():
     assert model.forward_features(video).shape == (B, 256)
 
 
-def test_byol_feature_crop_loss_decreases_on_a_fixed_batch():
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_with_feature_crop_is_half_global_half_crop_term(name):
+    """loss = (the method's loss without crops + loss_crop) / 2, the crop term a true query term: it
+    moves the backbone through the crops alone."""
+    model = build_model(_cfg(name, pool="gap", crop=True))
+    twin = copy.deepcopy(model)  # the same weights and queue, without crops
+    twin.encoder.feature_crop = None
+    batch = _batch(seed=2)
+    torch.manual_seed(3)
+    out = model.forward_train(batch)
+    loss_global = twin.forward_train(batch)["loss"]
+    assert out["loss_crop"].dim() == 0 and not out["loss_crop"].requires_grad
+    torch.testing.assert_close(out["loss"].detach(), (loss_global.detach() + out["loss_crop"]) / 2,
+                               rtol=1e-5, atol=1e-6)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(3)
+    model.forward_train(batch)["loss"].backward()
+    with_crops = next(model.backbone.parameters()).grad.clone()
+    twin.zero_grad(set_to_none=True)
+    twin.forward_train(batch)["loss"].backward()
+    assert not torch.allclose(with_crops, next(twin.backbone.parameters()).grad / 2)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_trains_with_feature_crop(name):
     # After 4 AdamW steps on one fixed rho=2 batch (same crop boxes every step: reseeded), the
     # training loss is lower than at the first step.
-    model = build_model(_cfg(crop=True))
+    cfg = _cfg(name, pool="gap", crop=True, QUEUE_LEN=2048)
+    cfg.STICA.SWAV.FREEZE_PROTOTYPES_ITERS = 0
+    model = build_model(cfg)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = _batch(seed=1)
     losses = []
@@ -117,25 +144,25 @@ def test_byol_input_space_crops_run():
     cfg.STICA.FEATURE_CROP.SPACE = "input"
     cfg.STICA.FEATURE_CROP.NUM_SMALL_SPATIAL = 1
     model = build_model(cfg)
-    assert model.crop_space == "input"
+    assert model.encoder.crop_space == "input"
     out = model.forward_train(_batch())
-    assert torch.isfinite(out["loss"]) and 0.0 <= out["loss_crop"] <= 4.0
+    assert torch.isfinite(out["loss"]) and 0.0 <= float(out["loss_crop"]) <= 4.0
     out["loss"].backward()
     assert next(model.backbone.parameters()).grad.abs().sum() > 0
 
 
-def test_byol_sequential_crops_give_the_gradients_of_per_clip_encoding():
+def test_byol_sequential_crops_give_the_gradients_of_per_clip_encoding(monkeypatch):
     """The checkpointed clip forward redraws the same crops in its recompute (RNG state restored)."""
     cfg = _cfg(crop=True, SEQUENTIAL=True)
     cfg.STICA.FEATURE_CROP.NUM_SMALL_SPATIAL = 1
     seq = build_model(cfg)
     plain = copy.deepcopy(seq)
-    plain.sequential = False
-    plain.encode = lambda clips, encoder: [encoder(c) for c in clips]  # per clip, graph kept
     batch = _batch()
     losses = []
     for model in (seq, plain):
         torch.manual_seed(1)
+        if model is plain:  # per clip, graph kept: no activation checkpointing
+            monkeypatch.setattr(encoder_module, "checkpoint", lambda fn, *args, **kwargs: fn(*args))
         loss = model.forward_train(batch)["loss"]
         loss.backward()
         losses.append(loss.detach())
@@ -172,12 +199,6 @@ def test_every_method_trains_with_the_transformer_pool(name):
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in model.video_pool.parameters())
-
-
-@pytest.mark.parametrize("name", ["RhoSimCLR", "RhoMoCo", "RhoSwAV"])
-def test_methods_without_crop_support_refuse_feature_crop(name):
-    with pytest.raises(ValueError, match=r"STICA\.FEATURE_CROP\.ENABLE is supported by RhoBYOL and STiCA"):
-        build_model(_cfg(name, pool="gap", crop=True))
 
 
 def test_video_classifier_loads_the_byol_pool(tmp_path):

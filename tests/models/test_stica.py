@@ -9,6 +9,7 @@ from stica_slowfast.config import assert_and_infer_cfg, get_cfg
 from stica_slowfast.engine.checkpoint import save_checkpoint
 from stica_slowfast.losses import crop_info_nce, cross_modal_info_nce
 from stica_slowfast.models import build_model
+from stica_slowfast.models.encoder import feature_map_tokens
 from stica_slowfast.models.ssl import STiCA
 
 B, F_BINS, TA = 4, 32, 40
@@ -69,22 +70,29 @@ def test_loss_is_the_weighted_sum_of_its_terms():
     with torch.no_grad():
         video = torch.cat(batch["video"])
         fmap = model.backbone.forward_feature_map(video)
-        z_v = model.video_projector(model._pooled_video(fmap)).reshape(2, B, -1)
+        z_v = model.video_projector(model.video_pool(feature_map_tokens(fmap))).reshape(2, B, -1)
         z_a = model.embed_audio(torch.cat(batch["audio"])).reshape(2, B, -1)
         xm = torch.stack([cross_modal_info_nce(z_v[v], z_a[v], temperature=0.1) for v in range(2)]).mean()
         torch.manual_seed(7)
-        large, small = model._crop_embeddings(video, fmap, 2)
+        crops = model.feature_crop(fmap).crops  # scale -> (V*B, n, D_v, t', h', w')
+
+        def embed(scale):  # (V*B, n, ...) -> (n*V*B, ...), crop-major -> (n, V, B, E)
+            x = crops[scale].transpose(0, 1).flatten(0, 1)
+            return model.crop_projector(model.video_pool(feature_map_tokens(x))).reshape(-1, 2, B, 16)
+
+        large = torch.cat([embed("spatial_large"), embed("temporal_large")])
+        small = torch.cat([embed("spatial_small"), embed("temporal_small")])
         crop = crop_info_nce(large, small, temperature=0.5)
     assert large.shape == (2 + 2, 2, B, 16) and small.shape == (4 + 1, 2, B, 16)
     torch.testing.assert_close(out["loss"].detach(), 0.3 * xm + 0.7 * crop)
-    assert out["loss_cross_modal"] == pytest.approx(xm.item(), rel=1e-5)
-    assert out["loss_crop"] == pytest.approx(crop.item(), rel=1e-5)
+    assert float(out["loss_cross_modal"]) == pytest.approx(xm.item(), rel=1e-5)
+    assert float(out["loss_crop"]) == pytest.approx(crop.item(), rel=1e-5)
 
 
 def test_without_crops_the_loss_is_cross_modal():
     model = build_model(_cfg(STICA__FEATURE_CROP__ENABLE=False))
     out = model.forward_train(_batch())
-    assert "loss_crop" not in out and out["loss"].item() == pytest.approx(out["loss_cross_modal"])
+    assert "loss_crop" not in out and out["loss"].item() == pytest.approx(float(out["loss_cross_modal"]))
 
 
 @pytest.mark.parametrize("space", ["feature", "input"])
@@ -107,8 +115,7 @@ def test_missing_audio_is_a_clear_error():
     with pytest.raises(KeyError, match="STICA.AUDIO.ENABLE"):
         model.forward_train({"video": _batch()["video"]})
     with pytest.raises(ValueError, match="alpha"):
-        STiCA(backbone=model.backbone, audio_backbone=model.audio_backbone, video_pool=model.video_pool,
-              audio_pool=model.audio_pool, alpha=1.5)
+        STiCA(_cfg(), alpha=1.5)
 
 
 def test_probes_and_classifier_load_the_encoders(tmp_path):

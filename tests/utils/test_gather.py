@@ -1,5 +1,6 @@
-"""all_gather_with_grad: identity in one process; with 2 gloo processes the values are the concatenation
-and each rank's gradient equals (world x) the gradient a single process computing on all data gets."""
+"""all_gather_with_grad and gather_batch: identity in one process; with 2 gloo processes the values are
+the concatenation and each rank's gradient equals (world x) the gradient a single process computing on
+all data gets, also when the gradient reaches the gather through a transpose (gather_batch)."""
 
 import os
 
@@ -8,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from stica_slowfast.utils.distributed import all_gather_with_grad
+from stica_slowfast.utils.distributed import all_gather_with_grad, gather_batch
 
 from gloo import run_gloo  # tests/gloo.py
 
@@ -29,6 +30,14 @@ def _local_loss(q_local, k_all, rank):
     return F.cross_entropy(logits, torch.arange(N) + rank * N)
 
 
+def _views():
+    return torch.randn(3, WORLD * N, D, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+
+
+def _weights():
+    return torch.arange(3 * WORLD * N * D, dtype=torch.float64).reshape(3, WORLD * N, D)
+
+
 def test_identity_without_process_group():
     x = torch.randn(3, 2, requires_grad=True)
     y = all_gather_with_grad(x)
@@ -45,9 +54,13 @@ def _worker(rank: int, out_dir: str) -> None:
     # Second case: every rank computes the same loss on the gathered tensor.
     x = (k_all[rank * N : (rank + 1) * N] * 2).clone().requires_grad_()
     (all_gather_with_grad(x) ** 3).sum().backward()
+    # Third case: views (V, B, D) gathered along the batch, weighted per position so that a gradient
+    # summed in the wrong order shows.
+    v = _views()[:, rank * N : (rank + 1) * N].clone().requires_grad_()
+    (gather_batch(v, enabled=True) * _weights()).sum().backward()
     torch.save(
         {"gathered": gathered.detach(), "loss": loss.detach(), "q_grad": q.grad, "k_grad": k.grad,
-         "x_grad": x.grad},
+         "x_grad": x.grad, "v_grad": v.grad},
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
 
@@ -75,3 +88,5 @@ def test_two_gloo_processes_match_single_process(tmp_path):
         # Same loss on every rank: each slice gets WORLD x the single-process gradient 3 x^2.
         x = (k_all.detach() * 2)[rows]
         torch.testing.assert_close(r["x_grad"], WORLD * 3 * x ** 2)
+        # d/dv of sum(weights * gathered) on every rank: WORLD x this rank's columns of the weights.
+        torch.testing.assert_close(r["v_grad"], WORLD * _weights()[:, rows])

@@ -2,13 +2,13 @@
 
 He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", arXiv 1911.05722
 (MoCo v2 head: Chen et al., arXiv 2003.04297), in the rho-clip video form of Feichtenhofer et al.,
-arXiv 2104.14558. Symbols: B batch (per process), W processes, rho clips, D projection size, L queue
-length::
+arXiv 2104.14558. Symbols: B batch (per process), W processes, rho clips, N crops per clip, D projection
+size, L queue length::
 
-    rho x (B, C, T, H, W) -> online backbone -> projector   -> q (B, rho, D)   (grad)
-    rho x (B, C, T, H, W) -> EMA  backbone -> projector     -> k (B, rho, D)   (no grad)
-    for each ordered pair (a, b), a != b:
-        info_nce(q[:, a], k[:, b], negatives = queue (L, D))   -> mean over the rho (rho - 1) pairs
+    rho x (B, C, T, H, W) -> online encoder  -> q (rho, B, D) [, crops (N, rho, B, D)]   (grad)
+    rho x (B, C, T, H, W) -> EMA encoder     -> k (rho, B, D)                           (no grad)
+    loss_global: mean over ordered pairs (a, b), a != b, of info_nce(q[a], k[b], negatives = queue)
+    loss_crop:   the same with crop k of clip a as the query of k[b]
     queue <- all_gather(k) (W * rho * B, D): every clip's key enqueued once per step
     on_step_end: EMA update of the target (cosine momentum with MOMENTUM_ANNEALING)
 """
@@ -20,10 +20,10 @@ import torch
 from stica_slowfast.layers import FeatureQueue
 from stica_slowfast.losses import info_nce
 from stica_slowfast.registry import MODEL
-from stica_slowfast.utils.distributed import all_gather_with_grad, get_world_size
+from stica_slowfast.utils.distributed import gather_batch
 
 from ..configurable import configurable
-from .base import RhoSSLBase, ordered_pairs
+from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
 
 __all__ = ["RhoMoCo"]
 
@@ -39,9 +39,7 @@ class RhoMoCo(RhoSSLBase):
     """
 
     @configurable
-    def __init__(
-        self, *, queue_len: int = 65536, momentum: float = 0.994, momentum_annealing: bool = True, **kwargs
-    ) -> None:
+    def __init__(self, *, queue_len: int, momentum: float, momentum_annealing: bool, **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_momentum_target(base_momentum=momentum, annealing=momentum_annealing)
         self.queue = FeatureQueue(length=queue_len, dim=self.dim, init="random")
@@ -58,24 +56,28 @@ class RhoMoCo(RhoSSLBase):
         }
 
     def forward_train(self, batch: Dict) -> dict:
-        """Symmetric InfoNCE over all ordered clip pairs; enqueues this step's keys afterwards.
-
-        Returns:
-            ``{"loss", "momentum"}``.
-        """
+        """Symmetric InfoNCE over all ordered clip pairs (and the crop term); enqueues this step's keys
+        afterwards. Returns ``{"loss", "momentum"[, "loss_crop"]}``."""
         clips = self.clips_of(batch)
-        q = self.encode(clips, self.project)  # rho x (B, D), with graph
+        out = self.encoder(clips)  # q: (rho, B, D), with graph
         with torch.no_grad():
-            k = self.encode(clips, self.project_target)  # rho x (B, D), no graph
+            k = self.target_encoder(clips).views  # (rho, B, D), no graph
         # The queue storage is never saved by autograd (info_nce normalises a copy of it, and it needs
         # no grad), so enqueueing in place below does not disturb the backward pass.
         negatives = self.queue.features.detach()
+
+        def pair_loss(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+            return info_nce(query, key, temperature=self.temperature, negatives=negatives)
+
+        q = out.views
         pairs = ordered_pairs(len(clips))
-        loss = sum(info_nce(q[a], k[b], temperature=self.temperature, negatives=negatives) for a, b in pairs)
-        loss = loss / len(pairs)
+        loss = sum(pair_loss(q[a], k[b]) for a, b in pairs) / len(pairs)
+        logs = {"momentum": float(self.momentum)}
+        loss_crop = None
+        if out.crops:
+            loss_crop = crop_term(out.crops_of(), k, pair_loss)
+            logs["loss_crop"] = loss_crop.detach()
         with torch.no_grad():
-            keys = torch.cat(k, dim=0)  # (rho * B, D)
-            if get_world_size() > 1:
-                keys = all_gather_with_grad(keys)  # (W * rho * B, D), same queue on every process
-            self.queue.enqueue(keys)
-        return {"loss": loss, "momentum": float(self.momentum)}
+            # (rho, B, D) -> (rho * B, D), gathered: the same queue on every process
+            self.queue.enqueue(gather_batch(k.flatten(0, 1), enabled=True))
+        return {"loss": with_crop_term(loss, loss_crop), **logs}

@@ -6,12 +6,12 @@ W processes, V views per video (clips, each with its own augmentation and its al
 backbone channels, t time steps of a feature map, N_l / N_s large / small crops per view, E joint
 embedding size::
 
-    video views V x (B, C, T, H, W) -> video backbone (one call)  fmap (V*B, D_v, t, h, w)
-      fmap --mean over h, w--> tokens (V*B, t, D_v) -> video pool -> video projector -> z_v (V, B, E)
-      fmap --FeatureCrop--> crops (V*B, D_v, t', h', w') each -> tokens -> video pool -> crop projector
-                           -> large (N_l, V, B, E), small (N_s, V, B, E)
-    audio views V x (B, 1, F, Ta) -> audio backbone -> tokens (V*B, ta, D_a) -> audio pool
-      -> audio projector -> z_a (V, B, E)
+    video views V x (B, C, T, H, W) -> video encoder (models/encoder.py: backbone, one call -> fmap
+      (V*B, D_v, t, h, w) -> time tokens -> video pool -> video projector)            z_v (V, B, E)
+      fmap --FeatureCrop--> crops -> time tokens -> video pool -> crop projector
+                                         -> large (N_l, V, B, E), small (N_s, V, B, E)
+    audio views V x (B, 1, F, Ta) -> audio encoder (audio backbone -> tokens (V*B, ta, D_a) -> audio
+      pool -> audio projector)                                                         z_a (V, B, E)
 
     loss = alpha       * mean_v  cross_modal_info_nce(z_v[v], z_a[v], T_xm)         video <-> audio
          + (1 - alpha) * (  mean over large crops (i, a), (j, b), a != b: info_nce(l_ia, l_jb, T_c)
@@ -25,7 +25,7 @@ through the backbone), the expensive multi-crop that Feature Crop replaces; ``to
 compares the two.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -34,34 +34,26 @@ import torch.nn.functional as F
 from stica_slowfast.layers import MLP, FeatureCrop
 from stica_slowfast.losses import crop_info_nce, cross_modal_info_nce
 from stica_slowfast.registry import MODEL
-from stica_slowfast.utils.distributed import all_gather_with_grad, get_world_size
+from stica_slowfast.utils.distributed import gather_batch
 
+from ..api import ModelBase
 from ..build import build_audio_backbone, build_backbone
 from ..configurable import configurable
-from ..temporal import feature_crop_from_config, temporal_pooling_from_config, video_tokens
+from ..encoder import MultiViewEncoder
+from ..temporal import feature_crop_from_config, temporal_pooling_from_config
 from .base import mlp_norm
 
 __all__ = ["STiCA"]
 
-_CROP_SPACES = ("feature", "input")
-
-
-def _gathered(x: torch.Tensor, dist_on: bool) -> torch.Tensor:
-    """``(..., B, E)`` rows of all processes along the batch dim (with gradient), or ``x``."""
-    if not dist_on or get_world_size() == 1:
-        return x
-    # (..., B, E) -> (B, ..., E) -> gather dim 0 -> (W*B, ..., E) -> (..., W*B, E)
-    return all_gather_with_grad(x.movedim(-2, 0).contiguous()).movedim(0, -2)
-
 
 @MODEL.register()
-class STiCA(nn.Module):
+class STiCA(ModelBase):
     """Video and audio encoders trained by cross-modal and feature-crop InfoNCE (see module docstring).
 
     Args:
         backbone: video encoder with ``out_dim`` and ``forward_feature_map(video) -> (B, D_v, t, h, w)``;
             stored as ``self.backbone`` so linear probes and fine-tuning load its ``backbone.*`` keys.
-        audio_backbone: audio encoder with ``out_dim`` and ``forward_tokens(spec) -> (B, ta, D_a)``.
+        audio_backbone: audio encoder with ``out_dim`` and ``forward_feature_map(spec) -> (B, D_a, f, ta)``.
         video_pool: temporal pooling ``(B, t, D_v) -> (B, video_pool.out_dim)`` of the video (and crops).
         audio_pool: temporal pooling ``(B, ta, D_a) -> (B, audio_pool.out_dim)``.
         feature_crop: :class:`FeatureCrop`, or None for no crops (cross-modal loss only).
@@ -76,9 +68,6 @@ class STiCA(nn.Module):
         dist_on: negatives from all processes (gathered with gradient).
     """
 
-    #: ``forward`` gives features, not class logits.
-    predicts_labels = False
-
     @configurable
     def __init__(
         self,
@@ -87,28 +76,25 @@ class STiCA(nn.Module):
         audio_backbone: nn.Module,
         video_pool: nn.Module,
         audio_pool: nn.Module,
-        feature_crop: Optional[FeatureCrop] = None,
-        dim: int = 128,
-        mlp_dim: int = 512,
-        num_mlp_layers: int = 2,
-        bn_mlp: bool = True,
-        bn_sync_mlp: bool = False,
-        alpha: float = 0.5,
-        cross_modal_temperature: float = 0.1,
-        crop_temperature: float = 0.5,
-        crop_space: str = "feature",
-        dist_on: bool = True,
+        feature_crop: Optional[FeatureCrop],
+        dim: int,
+        mlp_dim: int,
+        num_mlp_layers: int,
+        bn_mlp: bool,
+        bn_sync_mlp: bool,
+        alpha: float,
+        cross_modal_temperature: float,
+        crop_temperature: float,
+        crop_space: str,
+        dist_on: bool,
     ) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        if crop_space not in _CROP_SPACES:
-            raise ValueError(f"crop_space must be one of {_CROP_SPACES}, got {crop_space!r}")
         for name, t in (("cross_modal_temperature", cross_modal_temperature),
                         ("crop_temperature", crop_temperature)):
             if t <= 0:
                 raise ValueError(f"{name} must be > 0, got {t}")
-        # RhoBYOL takes any crops; this rule is STiCA's.
         if feature_crop is not None and feature_crop.num_crops("spatial_large", "temporal_large") == 0:
             raise ValueError("STiCA's crop loss contrasts large crops: STICA.FEATURE_CROP.NUM_LARGE_SPATIAL + "
                              "NUM_LARGE_TEMPORAL must be > 0 with STICA.FEATURE_CROP.ENABLE")
@@ -127,11 +113,16 @@ class STiCA(nn.Module):
         # Crops get their own head: the crop objective (within the video, T_c) and the joint
         # video-audio space (T_xm) are different geometries.
         self.crop_projector = projector(video_pool.out_dim) if feature_crop is not None else None
+        self.video_encoder = MultiViewEncoder(
+            backbone=backbone, projector=self.video_projector, pool=video_pool, feature_crop=feature_crop,
+            crop_space=crop_space, sequential=False, crop_projector=self.crop_projector)
+        self.audio_encoder = MultiViewEncoder(
+            backbone=audio_backbone, projector=self.audio_projector, pool=audio_pool, feature_crop=None,
+            crop_space=crop_space, sequential=False)
         self.dim = dim
         self.alpha = alpha
         self.cross_modal_temperature = cross_modal_temperature
         self.crop_temperature = crop_temperature
-        self.crop_space = crop_space
         self.dist_on = dist_on
 
     @classmethod
@@ -165,61 +156,17 @@ class STiCA(nn.Module):
         """Pooled video backbone features ``(B, D_v)`` (linear probe, kNN, retrieval)."""
         return self.backbone(video)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`forward_features`."""
-        return self.forward_features(video)
-
     def forward_audio_features(self, spec: torch.Tensor) -> torch.Tensor:
         """Pooled audio backbone features ``(B, D_a)`` of spectrograms ``(B, 1, F, Ta)``."""
         return self.audio_backbone(spec)
 
-    def _pooled_video(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.video_pool(video_tokens(fmap))  # (B, D_v, t, h, w) -> (B, P_v)
-
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """Joint-space video embedding ``(B, E)`` (not normalised) of video ``(B, C, T, H, W)``."""
-        return self.video_projector(self._pooled_video(self.backbone.forward_feature_map(video)))
+        return self.video_encoder.embed(video)
 
     def embed_audio(self, spec: torch.Tensor) -> torch.Tensor:
         """Joint-space audio embedding ``(B, E)`` (not normalised) of spectrograms ``(B, 1, F, Ta)``."""
-        return self.audio_projector(self.audio_pool(self.audio_backbone.forward_tokens(spec)))
-
-    # ---------------------------------------------------------------------------------------------- #
-    # Crops
-    # ---------------------------------------------------------------------------------------------- #
-    def _crop_embeddings(
-        self, video: torch.Tensor, fmap: torch.Tensor, views: int
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Large and small crop embeddings ``(N_l, V, B, E)``, ``(N_s, V, B, E)`` (small: None if no
-        small crop; the constructor requires a large one).
-
-        ``video`` is the views' input ``(V*B, C, T, H, W)`` and ``fmap`` its feature map; crops are
-        taken from ``fmap`` (feature space) or from ``video`` and then encoded (input space). Large =
-        the large spatial and temporal crops, small = the small ones.
-        """
-        source = fmap if self.crop_space == "feature" else video
-        crops = self.feature_crop(source).crops  # scale -> (V*B, n, C', t', h', w')
-        out = {}
-        for size in ("large", "small"):
-            embeddings = []
-            for scale in (f"spatial_{size}", f"temporal_{size}"):
-                x = crops[scale]
-                n = x.shape[1]
-                if n == 0:
-                    continue
-                x = x.transpose(0, 1).flatten(0, 1)  # (V*B, n, ...) -> (n*V*B, ...), crop-major
-                if self.crop_space == "input":
-                    x = self.backbone.forward_feature_map(x)
-                z = self.crop_projector(self._pooled_video(x))  # (n*V*B, E)
-                embeddings.append(z.reshape(n, views, -1, z.shape[-1]))  # (n, V, B, E)
-            out[size] = torch.cat(embeddings) if embeddings else None
-        return out["large"], out["small"]
-
-    def _crop_loss(self, large: torch.Tensor, small: Optional[torch.Tensor]) -> torch.Tensor:
-        """Within-video crop InfoNCE over the global batch: large <-> large across views, small ->
-        stopped large (:func:`~stica_slowfast.losses.crop_info_nce`)."""
-        small = None if small is None else _gathered(small, self.dist_on)  # (N_s, V, W*B, E)
-        return crop_info_nce(_gathered(large, self.dist_on), small, temperature=self.crop_temperature)
+        return self.audio_encoder.embed(spec)
 
     # ---------------------------------------------------------------------------------------------- #
     # Training step
@@ -230,35 +177,33 @@ class STiCA(nn.Module):
         if views is None:
             raise KeyError(f"STiCA needs batch[{key!r}]" + (
                 " (set STICA.AUDIO.ENABLE True)" if key == "audio" else ""))
-        views = [views] if isinstance(views, torch.Tensor) else list(views)
-        if any(v.shape != views[0].shape for v in views):
-            raise ValueError(f"all {key} views must have one shape, got {[tuple(v.shape) for v in views]}")
-        return views
+        return [views] if isinstance(views, torch.Tensor) else list(views)
 
     def forward_train(self, batch: Dict) -> dict:
         """One step's loss; returns ``{"loss", "loss_cross_modal", "loss_crop"?, "av_acc"}``."""
         videos, audios = self._views(batch, "video"), self._views(batch, "audio")
         if len(videos) != len(audios):
             raise ValueError(f"{len(videos)} video views but {len(audios)} audio views")
-        views, b = len(videos), videos[0].shape[0]
-        video = torch.cat(videos)  # V x (B, C, T, H, W) -> (V*B, C, T, H, W), view-major
-        fmap = self.backbone.forward_feature_map(video)  # (V*B, D_v, t, h, w)
-        z_v = self.video_projector(self._pooled_video(fmap)).reshape(views, b, -1)  # (V, B, E)
-        z_a = self.embed_audio(torch.cat(audios)).reshape(views, b, -1)  # (V, B, E)
-        g_v, g_a = _gathered(z_v, self.dist_on), _gathered(z_a, self.dist_on)  # (V, W*B, E)
+        video = self.video_encoder(videos)  # views (V, B, E) [+ crops (n, V, B, E) per scale]
+        z_a = self.audio_encoder(audios).views  # (V, B, E)
+        g_v = gather_batch(video.views, enabled=self.dist_on)  # (V, W*B, E)
+        g_a = gather_batch(z_a, enabled=self.dist_on)
         t = self.cross_modal_temperature
-        loss_xm = torch.stack([cross_modal_info_nce(g_v[v], g_a[v], temperature=t)
-                               for v in range(views)]).mean()
-        out = {"loss_cross_modal": loss_xm.item()}
+        loss_xm = torch.stack([cross_modal_info_nce(v, a, temperature=t) for v, a in zip(g_v, g_a)]).mean()
+        out = {"loss_cross_modal": loss_xm.detach()}
         loss = loss_xm
-        if self.feature_crop is not None:
-            loss_crop = self._crop_loss(*self._crop_embeddings(video, fmap, views))
+        if video.crops:
+            large = gather_batch(video.crops_of("spatial_large", "temporal_large"), enabled=self.dist_on)
+            small = video.crops_of("spatial_small", "temporal_small")  # (N_s, V, B, E), N_s may be 0
+            small = gather_batch(small, enabled=self.dist_on) if len(small) else None
+            # large <-> large across views, small -> stopped large (losses.crop_info_nce)
+            loss_crop = crop_info_nce(large, small, temperature=self.crop_temperature)
             loss = self.alpha * loss_xm + (1.0 - self.alpha) * loss_crop
-            out["loss_crop"] = loss_crop.item()
+            out["loss_crop"] = loss_crop.detach()
         with torch.no_grad():
             # video -> audio top-1 among the global batch: how well the modalities are matched
             sims = F.normalize(g_v[0].float(), dim=1) @ F.normalize(g_a[0].float(), dim=1).T
             target = torch.arange(sims.shape[0], device=sims.device)
-            out["av_acc"] = (sims.argmax(dim=1) == target).float().mean().item() * 100.0
+            out["av_acc"] = (sims.argmax(dim=1) == target).float().mean() * 100.0
         out["loss"] = loss
         return out

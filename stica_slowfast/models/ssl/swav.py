@@ -2,13 +2,14 @@
 
 Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster Assignments",
 arXiv 2006.09882, in the rho-clip video form of Feichtenhofer et al., arXiv 2104.14558. Symbols:
-B batch, rho clips, D projection size, K prototypes, Q queue length::
+B batch, rho clips, N crops per clip, D projection size, K prototypes, Q queue length::
 
-    rho x (B, C, T, H, W) -> backbone -> projector -> L2-normalise -> z (B, rho, D)
+    rho x (B, C, T, H, W) -> encoder -> L2-normalise -> z (rho, B, D) [, crops (N, rho, B, D)]
     prototypes: Linear(D, K, bias=False), rows L2-normalised before every step
-    scores s = z @ prototypes^T                                     (B, rho, K)
-    codes  c[:, b] = sinkhorn_knopp([queue scores (Q, K); s[:, b]])[-B:]   (no grad; all processes)
-    loss = mean over ordered pairs (a, b), a != b, of swav_loss(s[:, a], c[:, b], T)
+    scores s = z @ prototypes^T                                     (rho, B, K)
+    codes  c[b] = sinkhorn_knopp([queue scores (Q, K); s[b]])[-B:]  (no grad; all processes)
+    loss_global = mean over ordered pairs (a, b), a != b, of swav_loss(s[a], c[b], T)
+    loss_crop   = the same with crop k of clip a predicting c[b] (SwAV's multi-crop: crops get no codes)
     the prototypes' gradient is zeroed during the first freeze_prototypes_iters steps
 """
 
@@ -23,7 +24,7 @@ from stica_slowfast.losses import sinkhorn_knopp, swav_loss
 from stica_slowfast.registry import MODEL
 
 from ..configurable import configurable
-from .base import RhoSSLBase, ordered_pairs
+from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
 
 __all__ = ["RhoSwAV"]
 
@@ -45,11 +46,11 @@ class RhoSwAV(RhoSSLBase):
     def __init__(
         self,
         *,
-        num_prototypes: int = 1000,
-        epsilon: float = 0.05,
-        sinkhorn_iters: int = 3,
-        freeze_prototypes_iters: int = 313,
-        queue_len: int = 0,
+        num_prototypes: int,
+        epsilon: float,
+        sinkhorn_iters: int,
+        freeze_prototypes_iters: int,
+        queue_len: int,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -91,28 +92,45 @@ class RhoSwAV(RhoSSLBase):
         self.step.fill_(cur_step)
 
     def forward_train(self, batch: Dict) -> dict:
-        """Swapped prediction over all ordered clip pairs; returns ``{"loss", "prototypes_frozen"}``."""
+        """Swapped prediction over all ordered clip pairs (crops predict the full clips' codes);
+        returns ``{"loss", "prototypes_frozen"[, "loss_crop"]}``."""
         self.normalize_prototypes()
         clips = self.clips_of(batch)
-        z = [F.normalize(zi, dim=1) for zi in self.encode(clips, self.project)]  # rho x (B, D)
+        out = self.encoder(clips, head=_L2Normalize())  # z: (rho, B, D) [+ crops (N, rho, B, D)]
         weight = self.prototypes.weight  # (K, D)
         if self.prototypes_frozen:
             # A zero gradient rather than none: DDP expects a gradient for every parameter each step.
             # (Done in the graph, not with a tensor hook, which a deep copy of the model would lose.)
             weight = weight.detach() + 0.0 * weight
-        scores = [zi @ weight.T for zi in z]  # rho x (B, D) @ (D, K) -> (B, K)
-        b = z[0].shape[0]
+        z = out.views
+        scores = z @ weight.T  # (rho, B, D) @ (D, K) -> (rho, B, K)
+        b = z.shape[1]
         with torch.no_grad():
             codes = []
-            for s in scores:
-                s = s.detach()
+            for s in scores.detach():
                 if self.queue is not None and len(self.queue) > 0:
                     # (Q, D) @ (D, K) -> (Q, K), stacked above this batch; keep the batch's rows
                     s = torch.cat([self.prototypes(self.queue.features.to(s.dtype)), s], dim=0)
                 codes.append(sinkhorn_knopp(s, epsilon=self.epsilon, iterations=self.sinkhorn_iters)[-b:])
+            codes = torch.stack(codes)  # (rho, B, K)
             if self.queue is not None:
-                self.queue.enqueue(torch.cat(z, dim=0))  # (rho * B, D)
+                self.queue.enqueue(z.flatten(0, 1))  # (rho * B, D)
+
+        def pair_loss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            return swav_loss(s, c, temperature=self.temperature)
+
         pairs = ordered_pairs(len(clips))
-        loss = sum(swav_loss(scores[a], codes[b_], temperature=self.temperature) for a, b_ in pairs)
-        loss = loss / len(pairs)
-        return {"loss": loss, "prototypes_frozen": float(self.prototypes_frozen)}
+        loss = sum(pair_loss(scores[a], codes[b_]) for a, b_ in pairs) / len(pairs)
+        logs = {"prototypes_frozen": float(self.prototypes_frozen)}
+        loss_crop = None
+        if out.crops:
+            loss_crop = crop_term(out.crops_of() @ weight.T, codes, pair_loss)  # crops (N, rho, B, K)
+            logs["loss_crop"] = loss_crop.detach()
+        return {"loss": with_crop_term(loss, loss_crop), **logs}
+
+
+class _L2Normalize(nn.Module):
+    """Rows scaled to unit L2 norm (SwAV scores normalised embeddings)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(z, dim=1)

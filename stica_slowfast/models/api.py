@@ -1,0 +1,127 @@
+"""The model <-> engine contract: everything the engine, evaluator, optimiser and retrieval read of a
+registered MODEL, written once.
+
+A method implements :class:`Model` (most simply by subclassing :class:`ModelBase`, which supplies every
+optional hook) and is registered in :data:`~stica_slowfast.registry.MODEL`; the engine never looks at a
+model's name or probes it for attributes: it reads a model through :func:`contract` (and
+:func:`audio_visual`), which checks the contract once and names what is missing.
+
+When each member is read (B batch, K classes, D feature size)::
+
+    build      contract(model)                       every member present, or a TypeError naming them
+    optimiser  model.lr_scales                       {submodule name: LR multiplier} of its param groups
+    init       model.load_pretrained(path) -> epoch  TRAIN.CHECKPOINT_FILE_PATH (another run's weights)
+    epoch      model.on_epoch_start(epoch)           before the epoch's first step (0-based epoch)
+    step       model.forward_train(batch) -> {"loss": scalar tensor, name: scalar tensor, ...}
+               model.on_step_end(step, max_steps)    after the optimiser step (1-based step)
+    evaluate   model.predicts_labels                 True: forward(x) -> (B, K) logits, val/test top-1
+               model.input_key                       the batch entry evaluated ("video" or "audio")
+               model.forward_features(x) -> (B, D)   linear-probe features, kNN, retrieval
+    retrieval  audio_visual(model)                   embed_video / embed_audio -> (B, E), or None
+
+``forward_train``'s log values are tensors (0-dim, detached): the engine moves them to the host once
+per ``LOG_PERIOD``, so a method adds no host sync to the step.
+"""
+
+from typing import Dict, Mapping, Optional, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from stica_slowfast.utils.misc import unwrap
+
+__all__ = ["Model", "AudioVisualModel", "ModelBase", "contract", "audio_visual"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the engine reads of every registered MODEL (see the module docstring for when)."""
+
+    #: Whether ``forward(x)`` gives class logits ``(B, K)`` (classifiers, probes) or features (SSL).
+    predicts_labels: bool
+    #: The batch entry the model evaluates: ``"video"`` (``(B, C, T, H, W)`` views) or ``"audio"``.
+    input_key: str
+    #: ``{submodule name: LR multiplier}`` for the optimiser's param groups (empty: all 1).
+    lr_scales: Mapping[str, float]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` when ``predicts_labels``, else the same as :meth:`forward_features`."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, D)`` of ``batch[input_key]`` views (probes, kNN, retrieval)."""
+
+    def forward_train(self, batch: Dict) -> Dict[str, torch.Tensor]:
+        """One step: ``{"loss": scalar tensor with graph, other logs: detached scalar tensors}``."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before epoch ``epoch``'s (0-based) first step."""
+
+    def on_step_end(self, cur_step: int, max_steps: int) -> None:
+        """Called after the optimiser step ``cur_step`` (1-based) of ``max_steps`` (EMA updates)."""
+
+    def load_pretrained(self, path: str) -> int:
+        """Initialise from another run's checkpoint; returns its stored 0-based epoch (-1: none)."""
+
+
+@runtime_checkable
+class AudioVisualModel(Model, Protocol):
+    """A model with a joint video-audio space (cross-modal retrieval)."""
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """Joint-space embeddings ``(B, E)`` of video ``(B, C, T, H, W)``."""
+
+    def embed_audio(self, spec: torch.Tensor) -> torch.Tensor:
+        """Joint-space embeddings ``(B, E)`` of spectrograms ``(B, 1, F, Ta)``."""
+
+
+class ModelBase(nn.Module):
+    """Defaults for every optional member of :class:`Model`: an SSL model of video that takes all
+    of another run's checkpoint, needs no hooks and scales no learning rate."""
+
+    predicts_labels = False
+    input_key = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lr_scales: Dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (SSL models predict no labels)."""
+        return self.forward_features(x)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """No-op."""
+
+    def on_step_end(self, cur_step: int, max_steps: int) -> None:
+        """No-op."""
+
+    def load_pretrained(self, path: str) -> int:
+        """The whole model state of ``path`` (strict); returns its stored epoch."""
+        from stica_slowfast.engine.checkpoint import load_checkpoint  # moves to checkpoint/ (issue 16)
+
+        return load_checkpoint(path, self)
+
+
+def _missing(model: nn.Module, protocol: type) -> list:
+    members = [name for base in protocol.__mro__ if base not in (Protocol, object)
+               for name in (*getattr(base, "__annotations__", {}), *vars(base)) if not name.startswith("_")]
+    return sorted({name for name in members if not hasattr(model, name)})
+
+
+def contract(model: nn.Module) -> Model:
+    """``model`` (a DDP wrapper unwrapped) as a :class:`Model`.
+
+    Raises:
+        TypeError: naming the members of :class:`Model` the model lacks.
+    """
+    inner = unwrap(model)
+    if not isinstance(inner, Model):
+        raise TypeError(f"{type(inner).__name__} does not implement stica_slowfast.models.api.Model: missing "
+                        f"{', '.join(_missing(inner, Model))} (subclass ModelBase for the defaults)")
+    return inner
+
+
+def audio_visual(model: nn.Module) -> Optional[AudioVisualModel]:
+    """``model`` as an :class:`AudioVisualModel`, or None when it has no joint video-audio space."""
+    inner = unwrap(model)
+    return inner if isinstance(inner, AudioVisualModel) else None
