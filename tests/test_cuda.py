@@ -79,7 +79,8 @@ def test_feature_crop_on_cuda_equals_cpu():
     fmap = torch.randn(3, 8, 4, 6, 6)
     for snap in (True, False):
         crop = FeatureCrop(num_large_spatial=2, num_small_spatial=2, num_large_temporal=1,
-                           num_small_temporal=1, snap_to_grid=snap)
+                           num_small_temporal=1, large_spatial_size=0.6, small_spatial_size=0.3,
+                           large_temporal_size=0.5, small_temporal_size=0.25, snap_to_grid=snap)
         torch.manual_seed(1)
         on_cpu = crop(fmap).crops
         torch.manual_seed(1)

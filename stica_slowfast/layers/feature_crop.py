@@ -77,7 +77,7 @@ class FeatureCrop(nn.Module):
 
     Crop size on an axis of length L with fraction f:
 
-    * ``snap_to_grid=True`` (default): ``s = max(1, round_half_up(f * L))`` cells. The box is integral
+    * ``snap_to_grid=True``: ``s = max(1, round_half_up(f * L))`` cells. The box is integral
       and the crop is an exact sub-tensor, gathered by indexing (no interpolation).
     * ``snap_to_grid=False``: ``s = f * L`` exactly. If that is integral (up to 1e-6) the crop is still
       an exact slice; otherwise the box is continuous and is resampled with
@@ -92,6 +92,9 @@ class FeatureCrop(nn.Module):
 
     The crops are differentiable with respect to ``fmap`` (indexing and roi_align both have exact
     backward passes); the boxes carry no gradient.
+
+    Every argument is required: their defaults live in ``STICA.FEATURE_CROP.*`` alone, so a
+    FeatureCrop built by hand and one built from the config cannot silently differ.
 
     Args:
         num_large_spatial: number N_l of large spatial crops, >= 0.
@@ -109,15 +112,15 @@ class FeatureCrop(nn.Module):
     def __init__(
         self,
         *,
-        num_large_spatial: int = 2,
-        num_small_spatial: int = 4,
-        num_large_temporal: int = 0,
-        num_small_temporal: int = 0,
-        large_spatial_size: float = 0.6,
-        small_spatial_size: float = 0.3,
-        large_temporal_size: float = 0.5,
-        small_temporal_size: float = 0.25,
-        snap_to_grid: bool = True,
+        num_large_spatial: int,
+        num_small_spatial: int,
+        num_large_temporal: int,
+        num_small_temporal: int,
+        large_spatial_size: float,
+        small_spatial_size: float,
+        large_temporal_size: float,
+        small_temporal_size: float,
+        snap_to_grid: bool,
     ) -> None:
         super().__init__()
         counts = {

@@ -34,7 +34,8 @@ class MLP(nn.Module):
         num_layers: number of linear layers, >= 1.
         norm: ``norm(num_features) -> nn.Module`` put after every hidden linear layer, or None for
             none. Linear layers followed by a norm have no bias (the norm's mean subtraction would
-            cancel it, leaving a parameter that never learns).
+            cancel it, leaving a parameter that never learns). No default: the config owns it
+            (``CONTRASTIVE.BN_MLP`` / ``BN_SYNC_MLP``).
         last_norm: also normalise the output, with a norm *without* affine parameters, as in the
             SimSiam projector (and BYOL variants that do so): the output is then standardised per
             feature and a learnable scale/shift there would only re-open the collapse direction the
@@ -50,7 +51,7 @@ class MLP(nn.Module):
         hidden_dim: int,
         out_dim: int,
         num_layers: int,
-        norm: Optional[Callable[..., nn.Module]] = nn.BatchNorm1d,
+        norm: Optional[Callable[..., nn.Module]],
         last_norm: bool = False,
         activation: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:

@@ -9,7 +9,8 @@ Upstream reshapes the time axis in a way that silently merges samples of the bat
 here every sample is pooled on its own and a wrong input shape is an error.
 """
 
-from typing import Optional
+import inspect
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -40,9 +41,9 @@ class TransformerPooling(nn.Module):
           -> take the CLS token -> LayerNorm                     (B, D)
           [gap_init] -> Linear(D, D), zero-initialised, + mean over T of the projected tokens
 
-    With ``gap_init`` (the default) the pooling *starts as global average pooling*: the CLS readout is
-    added to the tokens' mean through a zero-initialised linear layer, so at initialisation the output
-    is exactly the mean, and training learns where to attend on top of it. A CLS readout alone starts
+    With ``gap_init`` the pooling *starts as global average pooling*: the CLS readout is added to the
+    tokens' mean through a zero-initialised linear layer, so at initialisation the output is exactly
+    the mean, and training learns where to attend on top of it. A CLS readout alone starts
     from a random function of the tokens; on the demo data it made cross-modal learning start epochs
     later than the mean did (STiCA's transformer only has to beat averaging, so averaging is the
     natural starting point). ``gap_init=False`` is the plain CLS readout.
@@ -55,6 +56,9 @@ class TransformerPooling(nn.Module):
 
     No normalisation mixes samples (LayerNorm only), so each sample's output depends only on its own
     tokens.
+
+    Every argument is required: their defaults live in ``STICA.POOL.*`` alone, so a pooling built by
+    hand and one built from the config cannot silently differ.
 
     Args:
         in_dim: input channels C.
@@ -73,13 +77,13 @@ class TransformerPooling(nn.Module):
         self,
         *,
         in_dim: int,
-        width: Optional[int] = None,
-        depth: int = 1,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        max_len: int = 16,
-        gap_init: bool = True,
+        width: Optional[int],
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        max_len: int,
+        gap_init: bool,
     ) -> None:
         super().__init__()
         dim = in_dim if width is None else width
@@ -170,26 +174,17 @@ class GlobalAveragePooling(nn.Module):
 TEMPORAL_POOLINGS = {"transformer": TransformerPooling, "gap": GlobalAveragePooling}
 
 
-def build_temporal_pooling(
-    kind: str,
-    *,
-    in_dim: int,
-    width: Optional[int] = None,
-    depth: int = 1,
-    num_heads: int = 4,
-    mlp_ratio: float = 4.0,
-    dropout: float = 0.0,
-    max_len: int = 16,
-    gap_init: bool = True,
-) -> nn.Module:
+def build_temporal_pooling(kind: str, *, in_dim: int, **transformer_args: Any) -> nn.Module:
     """Build a temporal pooling ``(B, T, C) -> (B, out_dim)`` by name.
 
     Args:
         kind: ``"transformer"`` (:class:`TransformerPooling`) or ``"gap"`` (:class:`GlobalAveragePooling`),
             case-insensitive.
         in_dim: input channels C.
-        width, depth, num_heads, mlp_ratio, dropout, max_len, gap_init: :class:`TransformerPooling` arguments;
-            unused by ``"gap"``, so one config section can serve both kinds.
+        **transformer_args: the other :class:`TransformerPooling` arguments (``width``, ``depth``,
+            ``num_heads``, ``mlp_ratio``, ``dropout``, ``max_len``, ``gap_init``), all required for
+            ``"transformer"``; ``"gap"`` ignores them (so one config section serves both kinds) but
+            still rejects a name that is not one of them.
 
     Returns:
         The module; its ``out_dim`` attribute is the output size.
@@ -200,15 +195,9 @@ def build_temporal_pooling(
             f"Unknown temporal pooling {kind!r}; choose one of {sorted(TEMPORAL_POOLINGS)}"
             + did_you_mean(closest(key, TEMPORAL_POOLINGS))
         )
-    if key == "gap":
-        return GlobalAveragePooling(in_dim=in_dim)
-    return TransformerPooling(
-        in_dim=in_dim,
-        width=width,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        dropout=dropout,
-        max_len=max_len,
-        gap_init=gap_init,
-    )
+    if key == "transformer":
+        return TransformerPooling(in_dim=in_dim, **transformer_args)
+    unknown = sorted(set(transformer_args) - set(inspect.signature(TransformerPooling).parameters))
+    if unknown:
+        raise TypeError(f"build_temporal_pooling got unexpected arguments {unknown}")
+    return GlobalAveragePooling(in_dim=in_dim)

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -8,7 +10,7 @@ from stica_slowfast.layers.feature_crop import _gather_crops, _roi_align_spatial
 def _crop(**kwargs):
     args = dict(num_large_spatial=2, num_small_spatial=3, num_large_temporal=2, num_small_temporal=1,
                 large_spatial_size=0.6, small_spatial_size=0.4, large_temporal_size=0.5,
-                small_temporal_size=0.25)
+                small_temporal_size=0.25, snap_to_grid=True)
     args.update(kwargs)
     return FeatureCrop(**args)
 
@@ -158,7 +160,7 @@ def test_gradcheck_float64(snap_to_grid):
 @pytest.mark.parametrize("value", [0.0, -0.5, 1.01])
 def test_bad_fraction_names_the_argument(name, value):
     with pytest.raises(ValueError, match=name):
-        FeatureCrop(**{name: value})
+        _crop(**{name: value})
 
 
 @pytest.mark.parametrize(
@@ -166,12 +168,19 @@ def test_bad_fraction_names_the_argument(name, value):
 )
 def test_bad_count_names_the_argument(name):
     with pytest.raises(ValueError, match=name):
-        FeatureCrop(**{name: -1})
+        _crop(**{name: -1})
 
 
 def test_wrong_fmap_rank():
     with pytest.raises(ValueError, match=r"\(B, C, T, h, w\)"):
-        FeatureCrop()(torch.randn(2, 3, 5, 5))
+        _crop()(torch.randn(2, 3, 5, 5))
+
+
+def test_every_argument_is_required():
+    # The defaults live in STICA.FEATURE_CROP.* alone: a hand-built FeatureCrop cannot silently differ.
+    params = inspect.signature(FeatureCrop).parameters.values()
+    assert [p.name for p in params if p.default is not p.empty] == []
+    assert all(p.kind is p.KEYWORD_ONLY for p in params)
 
 
 def test_num_crops_counts_the_named_scales_or_all():

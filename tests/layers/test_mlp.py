@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 import torch.nn as nn
@@ -31,17 +33,17 @@ def test_layer_counts_and_shapes(num_layers, use_norm):
 
 
 def test_single_layer_is_one_linear():
-    mlp = MLP(in_dim=3, hidden_dim=99, out_dim=2, num_layers=1)
+    mlp = MLP(in_dim=3, hidden_dim=99, out_dim=2, num_layers=1, norm=nn.BatchNorm1d)
     assert _types(mlp) == [nn.Linear]
 
 
 def test_order_norm_then_activation():
-    mlp = MLP(in_dim=3, hidden_dim=5, out_dim=2, num_layers=2, activation=nn.GELU)
+    mlp = MLP(in_dim=3, hidden_dim=5, out_dim=2, num_layers=2, norm=nn.BatchNorm1d, activation=nn.GELU)
     assert _types(mlp) == [nn.Linear, nn.BatchNorm1d, nn.GELU, nn.Linear]
 
 
 def test_last_norm_has_no_affine_and_standardises():
-    mlp = MLP(in_dim=6, hidden_dim=8, out_dim=4, num_layers=3, last_norm=True)
+    mlp = MLP(in_dim=6, hidden_dim=8, out_dim=4, num_layers=3, norm=nn.BatchNorm1d, last_norm=True)
     last = mlp.layers[-1]
     assert isinstance(last, nn.BatchNorm1d) and not last.affine
     assert last.weight is None and last.bias is None
@@ -55,7 +57,7 @@ def test_last_norm_needs_norm():
     with pytest.raises(ValueError):
         MLP(in_dim=3, hidden_dim=4, out_dim=2, num_layers=2, norm=None, last_norm=True)
     with pytest.raises(ValueError):
-        MLP(in_dim=3, hidden_dim=4, out_dim=2, num_layers=0)
+        MLP(in_dim=3, hidden_dim=4, out_dim=2, num_layers=0, norm=None)
 
 
 def test_gradcheck_float64_without_norm():
@@ -66,7 +68,7 @@ def test_gradcheck_float64_without_norm():
 
 @pytest.mark.parametrize("last_norm", [False, True])
 def test_backward_reaches_all_params(last_norm):
-    mlp = MLP(in_dim=6, hidden_dim=8, out_dim=4, num_layers=3, last_norm=last_norm)
+    mlp = MLP(in_dim=6, hidden_dim=8, out_dim=4, num_layers=3, norm=nn.BatchNorm1d, last_norm=last_norm)
     # Weight the outputs so that a batch-normalised output still has a non-trivial loss.
     (mlp(torch.randn(7, 6)) * torch.randn(7, 4)).sum().backward()
     for name, p in mlp.named_parameters():
@@ -76,3 +78,11 @@ def test_backward_reaches_all_params(last_norm):
 def test_keyword_only():
     with pytest.raises(TypeError):
         MLP(4, 8, 2, 2)
+
+
+def test_norm_is_required():
+    # The config owns it (CONTRASTIVE.BN_MLP / BN_SYNC_MLP); last_norm and activation, which no key
+    # sets, keep their defaults.
+    params = inspect.signature(MLP).parameters
+    assert params["norm"].default is inspect.Parameter.empty
+    assert [n for n, p in params.items() if p.default is not p.empty] == ["last_norm", "activation"]

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -5,7 +7,8 @@ from stica_slowfast.layers import GlobalAveragePooling, TransformerPooling, buil
 
 
 def _pool(**kwargs):
-    args = dict(in_dim=6, width=8, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.0, max_len=4)
+    args = dict(in_dim=6, width=8, depth=2, num_heads=2, mlp_ratio=2.0, dropout=0.0, max_len=4,
+                gap_init=True)
     args.update(kwargs)
     return TransformerPooling(**args)
 
@@ -114,9 +117,23 @@ def test_bad_arguments():
 
 
 def test_factory():
-    pool = build_temporal_pooling("transformer", in_dim=6, width=8, num_heads=2, max_len=4)
+    args = dict(in_dim=6, width=8, depth=1, num_heads=2, mlp_ratio=4.0, dropout=0.0, max_len=4,
+                gap_init=True)
+    pool = build_temporal_pooling("transformer", **args)
     assert isinstance(pool, TransformerPooling) and pool.out_dim == 8 and pool.max_len == 4
-    gap = build_temporal_pooling("GAP", in_dim=6, width=8)
+    gap = build_temporal_pooling("GAP", **args)
     assert isinstance(gap, GlobalAveragePooling) and gap.out_dim == 6
     with pytest.raises(ValueError, match=r"'transfomer'; choose one of \['gap', 'transformer'\]; did you mean 'transformer'\?"):
-        build_temporal_pooling("transfomer", in_dim=6)
+        build_temporal_pooling("transfomer", **args)
+    # "gap" ignores the transformer's arguments, not a misspelt one.
+    with pytest.raises(TypeError, match="widht"):
+        build_temporal_pooling("gap", in_dim=6, widht=8)
+
+
+def test_every_argument_is_required():
+    # The defaults live in STICA.POOL.* alone: a hand-built pooling cannot silently differ.
+    params = inspect.signature(TransformerPooling).parameters.values()
+    assert [p.name for p in params if p.default is not p.empty] == []
+    with pytest.raises(TypeError, match="gap_init"):
+        build_temporal_pooling("transformer", in_dim=6, width=8, depth=1, num_heads=2, mlp_ratio=4.0,
+                               dropout=0.0, max_len=4)
