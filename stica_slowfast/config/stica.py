@@ -190,51 +190,53 @@ def add_feature_probe_config(stica: CfgNode) -> None:
 def add_pool_config(stica: CfgNode) -> None:
     """Temporal pooling of a backbone's per-time-step features (STiCA's "attend")."""
     stica.POOL = CfgNode()
-    # "gap": global average pool (the backbone's own); "transformer": a transformer over the time
-    # tokens (spatially averaged feature map) read out from a CLS token. Used by STiCA for video and
-    # audio, and by VideoClassifier / LinearProbe (a fine-tuned STiCA encoder keeps its pooling).
+    # Pooling over time (one of "gap", "transformer"): "gap" is the global average pool (the backbone's
+    # own); "transformer" a transformer over the time tokens (spatially averaged feature map) read out
+    # from a CLS token. Used by STiCA for video and audio, and by VideoClassifier / LinearProbe (a
+    # fine-tuned STiCA encoder keeps its pooling). The keys below apply to "transformer" only.
     stica.POOL.TYPE = "gap"
-    # Transformer width (integer >= 0; 0 = the backbone's channels, no input projection).
+    # Transformer width in channels (integer >= 0; 0 = the backbone's channels, no input projection).
     stica.POOL.WIDTH = 0
     # Transformer encoder layers (integer >= 1).
     stica.POOL.DEPTH = 1
     # Attention heads (integer >= 1, dividing the width).
     stica.POOL.NUM_HEADS = 4
-    # Hidden width of each layer's MLP as a multiple of the width (> 0).
+    # Hidden width of each layer's MLP as a multiple of the width (a float > 0).
     stica.POOL.MLP_RATIO = 4.0
     # Dropout probability in [0, 1) after the positional embedding and inside every layer.
     stica.POOL.DROPOUT = 0.0
-    # Learned positional embeddings (integer >= 1); another number of time steps (temporal crops, a
-    # longer test clip) interpolates them linearly.
+    # Learned positional embeddings, one per time step of the feature map (integer >= 1); another
+    # number of time steps (temporal crops, a longer test clip) interpolates them linearly.
     stica.POOL.MAX_LEN = 16
-    # Start the transformer pooling as a global average pool: its CLS readout is added to the tokens'
-    # mean through a zero-initialised linear layer (False: the CLS readout alone).
+    # Start the transformer pooling as a global average pool (True or False): True adds its CLS readout
+    # to the tokens' mean through a zero-initialised linear layer; False reads out the CLS token alone.
     stica.POOL.GAP_INIT = True
 
 
 def add_feature_crop_config(stica: CfgNode) -> None:
     """Feature Crop: crops of the backbone's last feature map (STiCA's cheap multi-crop)."""
     stica.FEATURE_CROP = CfgNode()
-    # Take crops of every view and add the crop InfoNCE to the loss (STiCA), or crops as extra BYOL
-    # views (RhoBYOL).
+    # Take crops of every view (True or False): the crop InfoNCE is added to the loss (STiCA), or the
+    # crops are extra BYOL views (RhoBYOL).
     stica.FEATURE_CROP.ENABLE = False
-    # "feature": crop the feature map (one backbone pass); "input": crop the input clip at the same
-    # fractions and encode every crop (the costly multi-crop, for comparison: tools/benchmark.py crops).
+    # Where crops are taken (one of "feature", "input"): "feature" crops the last feature map (one
+    # backbone pass); "input" crops the input clip at the same fractions and encodes every crop (the
+    # costly multi-crop, for comparison: tools/benchmark.py crops).
     stica.FEATURE_CROP.SPACE = "feature"
-    # Crops per view (integers >= 0): large / small spatial crops (all time steps) ...
+    # Crops per view (integers >= 0): large / small spatial crops (all time steps, part of the frame) ...
     stica.FEATURE_CROP.NUM_LARGE_SPATIAL = 2
     stica.FEATURE_CROP.NUM_SMALL_SPATIAL = 4
-    # ... and large / small temporal crops (the whole frame).
+    # ... and large / small temporal crops (the whole frame, part of the time steps).
     stica.FEATURE_CROP.NUM_LARGE_TEMPORAL = 2
     stica.FEATURE_CROP.NUM_SMALL_TEMPORAL = 1
-    # Side of a spatial crop as a fraction of the map's height and width, in (0, 1].
+    # Side of a large / small spatial crop as a fraction of the feature map's height and width, in (0, 1].
     stica.FEATURE_CROP.LARGE_SPATIAL_SIZE = 0.6
     stica.FEATURE_CROP.SMALL_SPATIAL_SIZE = 0.3
-    # Length of a temporal crop as a fraction of the map's time steps, in (0, 1].
+    # Length of a large / small temporal crop as a fraction of the feature map's time steps, in (0, 1].
     stica.FEATURE_CROP.LARGE_TEMPORAL_SIZE = 0.6
     stica.FEATURE_CROP.SMALL_TEMPORAL_SIZE = 0.3
-    # Round crop sizes to whole cells (exact slices); False keeps fraction x size and resamples
-    # non-integral boxes with roi_align.
+    # Round crop sizes to whole feature-map cells (True or False): True crops exact slices; False keeps
+    # fraction x size and resamples non-integral boxes with roi_align.
     stica.FEATURE_CROP.SNAP_TO_GRID = True
 
 
