@@ -78,11 +78,19 @@ def strip_ddp_prefix(state: Mapping[str, Any]) -> Mapping[str, Any]:
     without unwrapping); ``state`` itself otherwise (a model may own a child called ``module``).
 
     ``state`` is never modified: the prefix is stripped from a copy, in its order.
+
+    Raises:
+        ValueError: two keys would merge. torch renames in place, key by key, so ``module.module.x``
+            overwrites a ``module.x`` not yet renamed (a wrapped model with its own child ``module``,
+            registered before a sibling of the same structure); refused rather than a tensor lost.
     """
     if not state or not all(k.startswith(DDP_PREFIX) for k in state):
         return state
     stripped: Dict[str, Any] = dict(state)
     consume_prefix_in_state_dict_if_present(stripped, DDP_PREFIX)  # in place
+    if len(stripped) != len(state):
+        raise ValueError(f"stripping {DDP_PREFIX!r} from the state's keys would merge "
+                         f"{len(state) - len(stripped)} of them; unwrap the model before saving it")
     return stripped
 
 

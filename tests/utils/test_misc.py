@@ -1,6 +1,7 @@
 """Run-time helpers: derived seeds, the DDP key prefix."""
 
 import numpy as np
+import pytest
 
 from stica_slowfast.utils.misc import derive_seed, derive_seeds, strip_ddp_prefix
 
@@ -28,3 +29,6 @@ def test_strip_ddp_prefix_only_when_every_key_has_it_and_on_a_copy():
     assert list(saved) == ["module.b", "module.module.a", "module.c"]  # the input is unchanged
     mixed = {"module.a": 1, "b": 2}  # a model with a child called "module": not a DDP state
     assert strip_ddp_prefix(mixed) is mixed and strip_ddp_prefix({}) == {}
+    # torch's in-place renaming would turn module.module.w into module.w before that key is renamed.
+    with pytest.raises(ValueError, match="merge 1"):
+        strip_ddp_prefix({"module.module.w": 1, "module.w": 2})
