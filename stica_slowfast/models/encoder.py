@@ -23,7 +23,7 @@ method's checkpoint keeps the layout every evaluation reads (``backbone.*``, ``v
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -68,13 +68,6 @@ class Encoded:
         if not picked:
             return self.views.new_zeros((0, *self.views.shape))
         return torch.cat(picked)
-
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Encoded":
-        """``fn`` on rows ``(N, D) -> (N, D')``, applied to the views and to each crop scale as
-        separate batches (a head with BatchNorm sees the batches the projector saw)."""
-        views = fn(self.views.flatten(0, 1)).unflatten(0, self.views.shape[:2])  # (V*B, D') -> (V, B, D')
-        crops = {s: fn(c.flatten(0, 2)).unflatten(0, c.shape[:3]) for s, c in self.crops.items()}
-        return Encoded(views=views, crops=crops)
 
 
 @contextlib.contextmanager

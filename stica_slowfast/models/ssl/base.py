@@ -32,7 +32,10 @@ from ..build import build_backbone
 from ..encoder import MultiViewEncoder
 from ..temporal import feature_crop_from_config, temporal_pooling_from_config
 
-__all__ = ["RhoSSLBase", "ordered_pairs", "mlp_norm", "crop_term", "with_crop_term"]
+__all__ = ["RhoSSLBase", "ordered_pairs", "mlp_norm", "pair_mean", "crop_term", "with_crop_term"]
+
+#: A method's objective for one (query, target) pair of clips: ``(B, D) x (B, D') -> scalar``.
+PairLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def ordered_pairs(rho: int) -> List[Tuple[int, int]]:
@@ -47,23 +50,28 @@ def mlp_norm(bn_mlp: bool, bn_sync_mlp: bool) -> Optional[Callable[..., nn.Modul
     return nn.SyncBatchNorm if bn_sync_mlp else nn.BatchNorm1d
 
 
-def crop_term(
-    crops: torch.Tensor, targets: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """Mean over crops k and ordered pairs (a, b), a != b, of ``loss(crops[k, a], targets[b])``.
-
-    Args:
-        crops: ``(N, rho, B, D)`` crop queries.
-        targets: ``(rho, B, D')`` what each clip is the target of (embeddings, keys, codes).
-        loss: ``(B, D) x (B, D') -> scalar``, the method's pair objective.
-    """
+def pair_mean(queries: torch.Tensor, targets: torch.Tensor, loss: PairLoss) -> torch.Tensor:
+    """Mean over ordered pairs (a, b), a != b, of ``loss(queries[a], targets[b])``; queries
+    ``(rho, B, D)``, targets ``(rho, B, D')`` (what each clip is the target of: embeddings, keys, codes)."""
     pairs = ordered_pairs(targets.shape[0])
-    return sum(loss(c[a], targets[b]) for c in crops for a, b in pairs) / (len(crops) * len(pairs))
+    return sum(loss(queries[a], targets[b]) for a, b in pairs) / len(pairs)
 
 
-def with_crop_term(loss_global: torch.Tensor, loss_crop: Optional[torch.Tensor]) -> torch.Tensor:
-    """``(loss_global + loss_crop) / 2``, or ``loss_global`` without crops."""
-    return loss_global if loss_crop is None else (loss_global + loss_crop) / 2
+def crop_term(crops: torch.Tensor, targets: torch.Tensor, loss: PairLoss) -> torch.Tensor:
+    """:func:`pair_mean` of every crop: mean over crops k of ``pair_mean(crops[k], targets, loss)``;
+    crops ``(N, rho, B, D)``."""
+    return sum(pair_mean(c, targets, loss) for c in crops) / len(crops)
+
+
+def with_crop_term(
+    loss_global: torch.Tensor, crops: torch.Tensor, targets: torch.Tensor, loss: PairLoss
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """``((loss_global + crop_term) / 2, {"loss_crop": crop_term})`` with crops (N > 0), else
+    ``(loss_global, {})``."""
+    if len(crops) == 0:
+        return loss_global, {}
+    loss_crop = crop_term(crops, targets, loss)
+    return (loss_global + loss_crop) / 2, {"loss_crop": loss_crop.detach()}
 
 
 class RhoSSLBase(ModelBase):

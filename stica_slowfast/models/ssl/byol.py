@@ -21,7 +21,7 @@ from stica_slowfast.losses import byol_loss
 from stica_slowfast.registry import MODEL
 
 from ..configurable import configurable
-from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
+from .base import RhoSSLBase, pair_mean, with_crop_term
 
 __all__ = ["RhoBYOL"]
 
@@ -82,12 +82,5 @@ class RhoBYOL(RhoSSLBase):
         out = self.encoder(clips, head=self.predictor)  # p: (rho, B, D) [+ crops], with graph
         with torch.no_grad():
             z = self.target_encoder(clips).views  # (rho, B, D), no graph
-        p = out.views
-        pairs = ordered_pairs(len(clips))
-        loss = sum(byol_loss(p[a], z[b]) for a, b in pairs) / len(pairs)
-        logs = {"momentum": float(self.momentum)}
-        loss_crop = None
-        if out.crops:
-            loss_crop = crop_term(out.crops_of(), z, byol_loss)
-            logs["loss_crop"] = loss_crop.detach()
-        return {"loss": with_crop_term(loss, loss_crop), **logs}
+        loss, logs = with_crop_term(pair_mean(out.views, z, byol_loss), out.crops_of(), z, byol_loss)
+        return {"loss": loss, "momentum": float(self.momentum), **logs}

@@ -23,7 +23,7 @@ from stica_slowfast.registry import MODEL
 from stica_slowfast.utils.distributed import gather_batch
 
 from ..configurable import configurable
-from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
+from .base import RhoSSLBase, pair_mean, with_crop_term
 
 __all__ = ["RhoMoCo"]
 
@@ -69,15 +69,8 @@ class RhoMoCo(RhoSSLBase):
         def pair_loss(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
             return info_nce(query, key, temperature=self.temperature, negatives=negatives)
 
-        q = out.views
-        pairs = ordered_pairs(len(clips))
-        loss = sum(pair_loss(q[a], k[b]) for a, b in pairs) / len(pairs)
-        logs = {"momentum": float(self.momentum)}
-        loss_crop = None
-        if out.crops:
-            loss_crop = crop_term(out.crops_of(), k, pair_loss)
-            logs["loss_crop"] = loss_crop.detach()
+        loss, logs = with_crop_term(pair_mean(out.views, k, pair_loss), out.crops_of(), k, pair_loss)
         with torch.no_grad():
             # (rho, B, D) -> (rho * B, D), gathered: the same queue on every process
             self.queue.enqueue(gather_batch(k.flatten(0, 1), enabled=True))
-        return {"loss": with_crop_term(loss, loss_crop), **logs}
+        return {"loss": loss, "momentum": float(self.momentum), **logs}

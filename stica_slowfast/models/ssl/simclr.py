@@ -22,7 +22,7 @@ from stica_slowfast.registry import MODEL
 from stica_slowfast.utils.distributed import gather_batch
 
 from ..configurable import configurable
-from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
+from .base import RhoSSLBase, ordered_pairs, with_crop_term
 
 __all__ = ["RhoSimCLR"]
 
@@ -51,15 +51,16 @@ class RhoSimCLR(RhoSSLBase):
         """NT-Xent over the rho clips (and the crop term); returns ``{"loss", "pos_cos"[, "loss_crop"]}``."""
         out = self.encoder(self.clips_of(batch))
         z = gather_batch(out.views, enabled=self.dist_on)  # (rho, W * B, D)
-        loss = nt_xent(list(z), self.temperature)
-        logs = {}
-        loss_crop = None
-        if out.crops:
-            crops = gather_batch(out.crops_of(), enabled=self.dist_on)  # (N, rho, W * B, D)
-            loss_crop = crop_term(crops, z, lambda q, k: info_nce(q, k, temperature=self.temperature))
-            logs["loss_crop"] = loss_crop.detach()
+        crops = out.crops_of()  # (N, rho, B, D), N = 0 without Feature Crop
+        if len(crops):
+            crops = gather_batch(crops, enabled=self.dist_on)  # (N, rho, W * B, D)
+
+        def pair_loss(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+            return info_nce(query, key, temperature=self.temperature)
+
+        loss, logs = with_crop_term(nt_xent(list(z), self.temperature), crops, z, pair_loss)
         with torch.no_grad():
             zn = F.normalize(z.float(), dim=-1)
             # mean cosine similarity of the positive (same-video) clip pairs, for monitoring collapse
             pos_cos = torch.stack([(zn[a] * zn[b]).sum(1).mean() for a, b in ordered_pairs(len(zn))]).mean()
-        return {"loss": with_crop_term(loss, loss_crop), "pos_cos": pos_cos, **logs}
+        return {"loss": loss, "pos_cos": pos_cos, **logs}

@@ -24,7 +24,7 @@ from stica_slowfast.losses import sinkhorn_knopp, swav_loss
 from stica_slowfast.registry import MODEL
 
 from ..configurable import configurable
-from .base import RhoSSLBase, crop_term, ordered_pairs, with_crop_term
+from .base import RhoSSLBase, pair_mean, with_crop_term
 
 __all__ = ["RhoSwAV"]
 
@@ -119,14 +119,9 @@ class RhoSwAV(RhoSSLBase):
         def pair_loss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
             return swav_loss(s, c, temperature=self.temperature)
 
-        pairs = ordered_pairs(len(clips))
-        loss = sum(pair_loss(scores[a], codes[b_]) for a, b_ in pairs) / len(pairs)
-        logs = {"prototypes_frozen": float(self.prototypes_frozen)}
-        loss_crop = None
-        if out.crops:
-            loss_crop = crop_term(out.crops_of() @ weight.T, codes, pair_loss)  # crops (N, rho, B, K)
-            logs["loss_crop"] = loss_crop.detach()
-        return {"loss": with_crop_term(loss, loss_crop), **logs}
+        crop_scores = out.crops_of() @ weight.T  # (N, rho, B, D) @ (D, K) -> (N, rho, B, K)
+        loss, logs = with_crop_term(pair_mean(scores, codes, pair_loss), crop_scores, codes, pair_loss)
+        return {"loss": loss, "prototypes_frozen": float(self.prototypes_frozen), **logs}
 
 
 class _L2Normalize(nn.Module):
