@@ -1,13 +1,16 @@
 """stica_slowfast: self-supervised video representation learning as a PySlowFast plugin.
 
-Importing the package registers every dataset, backbone, head, loss and model by name (see
-:mod:`stica_slowfast.registry`), and into PySlowFast's model, loss and dataset tables when ``slowfast``
-is importable (:func:`stica_slowfast.slowfast_bridge.register`).
+Components are chosen by name from the registries of :mod:`stica_slowfast.registry`, which import the
+modules that fill them on first use. When PySlowFast (``slowfast``) is installed, importing this package
+also registers our models, losses and datasets into its tables
+(:func:`stica_slowfast.interop.pyslowfast.register`); without it, the import is light.
 """
+
+import importlib.util
 
 __version__ = "0.1.0"
 
-from . import data, layers, losses, models, slowfast_bridge  # noqa: E402,F401  (registration side effects)
-from .registry import register_into_pyslowfast  # noqa: E402,F401  (alias of slowfast_bridge.register)
+if importlib.util.find_spec("slowfast") is not None:
+    from .interop import register as _register_into_pyslowfast
 
-slowfast_bridge.register()
+    _register_into_pyslowfast()

@@ -2,11 +2,8 @@
 
 Call contract of each registry (what ``REGISTRY.get(name)`` returns and how it is called):
 
-* ``MODEL``    -- ``cls(cfg) -> nn.Module``, selected by ``MODEL.MODEL_NAME``. The module exposes
-  ``forward_train(batch) -> dict`` (with a scalar ``"loss"`` tensor plus float-able log values) and
-  ``forward_features(video) -> (B, D)``; classification models also map ``forward(video) -> (B, K)``
-  logits. Optional hooks the engine calls when present: ``on_epoch_start(epoch)`` and
-  ``on_step_end(cur_step, max_steps)``.
+* ``MODEL``    -- ``cls(cfg) -> nn.Module`` implementing :class:`stica_slowfast.models.api.Model` (the
+  whole model <-> engine contract), selected by ``MODEL.MODEL_NAME``.
 * ``BACKBONE`` -- ``fn(cfg) -> nn.Module`` selected by ``MODEL.ARCH`` (video) or ``STICA.AUDIO.ARCH``
   (audio). A video module maps video ``(B, C, T, H, W)`` to pooled features ``(B, D)``, has an
   ``out_dim: int`` attribute equal to D and a ``forward_feature_map(video) -> (B, D, t, h, w)`` method
@@ -17,30 +14,71 @@ Call contract of each registry (what ``REGISTRY.get(name)`` returns and how it i
 * ``DATASET``  -- ``cls(cfg, split) -> torch.utils.data.Dataset`` selected (case-insensitively) by
   ``TRAIN.DATASET`` / ``TEST.DATASET``; ``split`` is ``"train"``, ``"val"`` or ``"test"``.
 
-``import stica_slowfast`` fills the registries. When PySlowFast (``slowfast``) is importable, models,
-losses and datasets are also registered into its tables (:func:`stica_slowfast.slowfast_bridge.register`).
+Every registry is filled on its first lookup (``get``, ``in``, iteration) by importing the modules
+:data:`REGISTERING_MODULES` names for it: this is the one place that knows what registers where, and it
+imports them by name, so ``import stica_slowfast.losses`` (say) loads neither the models nor PyAV.
+When PySlowFast (``slowfast``) is importable, ``import stica_slowfast`` also registers models, losses and
+datasets into its tables (:func:`stica_slowfast.interop.pyslowfast.register`).
 """
+
+import importlib
+from typing import Dict, Iterator, Tuple
 
 from fvcore.common.registry import Registry
 
-MODEL = Registry("MODEL")
-MODEL.__doc__ = "SSL methods and classifiers, ``cls(cfg)``; selected by MODEL.MODEL_NAME."
+#: Registry name -> the modules whose import registers its entries (``@REGISTRY.register()``); LOSS's
+#: entries are the pure functions :mod:`stica_slowfast.losses` exports (``__all__``), registered here.
+REGISTERING_MODULES: Dict[str, Tuple[str, ...]] = {
+    "MODEL": ("stica_slowfast.models",),
+    "BACKBONE": ("stica_slowfast.models",),
+    "LOSS": ("stica_slowfast.losses",),
+    "DATASET": ("stica_slowfast.data.datasets",),
+}
 
-BACKBONE = Registry("BACKBONE")
-BACKBONE.__doc__ = "Video/audio encoders, ``fn(cfg)``; selected by MODEL.ARCH / STICA.AUDIO.ARCH."
 
-LOSS = Registry("LOSS")
-LOSS.__doc__ = "Pure loss functions."
+class LazyRegistry(Registry):
+    """An fvcore ``Registry`` that imports its :data:`REGISTERING_MODULES` before the first lookup."""
 
-DATASET = Registry("DATASET")
-DATASET.__doc__ = "Datasets, ``cls(cfg, split)``; selected by TRAIN.DATASET / TEST.DATASET."
+    def __init__(self, name: str, doc: str) -> None:
+        super().__init__(name)
+        self.__doc__ = doc
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for module in REGISTERING_MODULES[self._name]:
+            imported = importlib.import_module(module)
+            if self._name == "LOSS":  # pure functions do not register themselves
+                for name in imported.__all__:
+                    if name not in self._obj_map:
+                        self._do_register(name, getattr(imported, name))
+
+    def get(self, name: str):
+        self._load()
+        return super().get(name)
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator:
+        self._load()
+        return super().__iter__()
+
+
+MODEL = LazyRegistry("MODEL", "SSL methods and classifiers, ``cls(cfg)``; selected by MODEL.MODEL_NAME.")
+BACKBONE = LazyRegistry("BACKBONE", "Video/audio encoders, ``fn(cfg)``; selected by MODEL.ARCH / STICA.AUDIO.ARCH.")
+LOSS = LazyRegistry("LOSS", "Pure loss functions.")
+DATASET = LazyRegistry("DATASET", "Datasets, ``cls(cfg, split)``; selected by TRAIN.DATASET / TEST.DATASET.")
 
 
 def get_dataset_class(name: str):
     """Look a dataset up by name, ignoring case (PySlowFast configs write ``kinetics``).
 
     The ``stica``-prefixed aliases under which the datasets are registered in PySlowFast
-    (``sticakinetics``, see :mod:`stica_slowfast.slowfast_bridge`) resolve too, so one YAML serves both
+    (``sticakinetics``, see :mod:`stica_slowfast.interop.pyslowfast`) resolve too, so one YAML serves both
     entry points.
     """
     wanted = name.lower()
@@ -50,10 +88,3 @@ def get_dataset_class(name: str):
     raise KeyError(
         f"No dataset named {name!r}; registered: {sorted(n for n, _ in DATASET)}"
     )
-
-
-def register_into_pyslowfast() -> bool:
-    """Alias of :func:`stica_slowfast.slowfast_bridge.register` (kept for existing callers)."""
-    from .slowfast_bridge import register  # local: the bridge imports this module
-
-    return register()

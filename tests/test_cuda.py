@@ -90,9 +90,9 @@ def test_feature_crop_on_cuda_equals_cpu():
 
 
 def test_run_net_trains_on_one_gpu_with_bf16_and_the_checkpoint_loads_on_cpu(tmp_path):
-    from stica_slowfast.data.synthetic import generate_dataset
     from stica_slowfast.config import load_config
-    from stica_slowfast.engine.checkpoint import load_checkpoint
+    from stica_slowfast.checkpoint import load_checkpoint
+    from stica_slowfast.synthetic import generate_dataset
 
     data = str(tmp_path / "data")
     generate_dataset(data, num_classes=3, train_per_class=8, val_per_class=1, test_per_class=2, width=64,

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from stica_slowfast.data.synthetic import generate_dataset
+from stica_slowfast.synthetic import generate_dataset
 
 from gloo import free_port  # tests/gloo.py
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stica_slowfast.data.synthetic import generate_dataset
+from stica_slowfast.synthetic import generate_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "demo", "supervised_tiny.yaml")

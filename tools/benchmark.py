@@ -30,50 +30,34 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, List, Sequence, Tuple
-from unittest import mock
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import av
 import torch
 
-import stica_slowfast  # noqa: F401  (registers every component)
 from stica_slowfast.config import ConfigError
 from stica_slowfast.data import construct_loader
-from stica_slowfast.data import datasets as datasets_module
 from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.datasets import SeededIndex, VideoDataset
-from stica_slowfast.data.decoder import DecodedClips, VideoFile, get_clip_starts, open_video
+from stica_slowfast.data.decoding import (
+    DecodedClips,
+    OpenedVideo,
+    VideoOpener,
+    decode_per_clip,
+    get_clip_starts,
+    open_video,
+    open_video_per_clip,
+)
 from stica_slowfast.data.loader import build_dataset
 from stica_slowfast.engine.entry import prepare_data
-from stica_slowfast.engine.optim import construct_optimizer
+from stica_slowfast.engine.optim import construct_optimizer, optimizer_step
 from stica_slowfast.engine.setup import build_model_on
 from stica_slowfast.engine.trainer import amp_dtype, autocast
 from stica_slowfast.models import build_model, to_channels_last
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils.distributed import get_device
 from stica_slowfast.utils.misc import derive_seed, move_to_device
-from stica_slowfast.utils.parser import load_config_from_args, parse_args
-
-
-def decode_per_clip(vf: VideoFile, clip_starts: Sequence[float], **kwargs) -> DecodedClips:
-    """The baseline of the decode and loader benchmarks: what a plain PyAV loader does.
-
-    Each clip (and its audio) gets an open, a seek to the keyframe before it and a decode of every
-    frame and audio packet from there (``skip_gaps=False``); the first clip reuses ``vf``, opened
-    for the duration. Frames are selected and converted as in one pass, so only the decoding differs.
-    """
-    parts = [vf.decode_clips(clip_starts[:1], skip_gaps=False, **kwargs)]
-    for start in clip_starts[1:]:
-        with open_video(vf.path, threads=vf.threads) as other:
-            parts.append(other.decode_clips([start], skip_gaps=False, **kwargs))
-    return DecodedClips(
-        video=[p.video[0] for p in parts],
-        audio=None if parts[0].audio is None else [p.audio[0] for p in parts],
-        has_audio=vf.has_audio,
-        frame_times=[p.frame_times[0] for p in parts],
-        duration=vf.duration,
-        frames_decoded=sum(p.frames_decoded for p in parts),
-    )
+from stica_slowfast.config.args import load_config_from_args, parse_args
 
 
 def bench_decode(cfg, num_videos: int) -> dict:
@@ -105,36 +89,33 @@ def bench_decode(cfg, num_videos: int) -> dict:
     }
 
 
-class _BenchVideo:
-    """An open :class:`VideoFile` as the datasets see it, decoding in one pass or (``per_clip``) as
-    :func:`decode_per_clip`, and adding the frames it decodes to ``frames``."""
+class _CountedVideo:
+    """An opened video as the datasets see it, adding the frames each decode takes to ``frames``."""
 
-    def __init__(self, vf: VideoFile, per_clip: bool, frames: List[int]):
-        self._vf, self._per_clip, self._frames = vf, per_clip, frames
+    def __init__(self, video: OpenedVideo, frames: List[int]):
+        self._video, self._frames = video, frames
 
-    def __getattr__(self, name):  # duration, has_audio, ...
-        return getattr(self._vf, name)
+    def __getattr__(self, name):  # path, duration, has_audio
+        return getattr(self._video, name)
 
     def decode_clips(self, clip_starts: Sequence[float], **kwargs) -> DecodedClips:
-        if self._per_clip:
-            clips = decode_per_clip(self._vf, clip_starts, **kwargs)
-        else:
-            clips = self._vf.decode_clips(clip_starts, **kwargs)
+        clips = self._video.decode_clips(clip_starts, **kwargs)
         self._frames.append(clips.frames_decoded)
         return clips
 
 
-@contextlib.contextmanager
-def _datasets_decode(per_clip: bool, frames: List[int]):
-    """Within the block the datasets open their videos as :class:`_BenchVideo`."""
+class _CountingOpener:
+    """A dataset's ``opener``: opens videos with ``opener`` (one pass, or one decode per clip) and
+    keeps the video frames each sample decodes in :attr:`frames`."""
+
+    def __init__(self, opener: VideoOpener):
+        self.opener = opener
+        self.frames: List[int] = []
 
     @contextlib.contextmanager
-    def open_bench_video(path: str, *, threads: bool = False):
-        with open_video(path, threads=threads) as vf:
-            yield _BenchVideo(vf, per_clip, frames)
-
-    with mock.patch.object(datasets_module, "open_video", open_bench_video):
-        yield
+    def __call__(self, path: str, *, threads: bool = False) -> Iterator[_CountedVideo]:
+        with self.opener(path, threads=threads) as video:
+            yield _CountedVideo(video, self.frames)
 
 
 def _video_stats(paths: Sequence[str]) -> Dict[str, object]:
@@ -155,17 +136,18 @@ def _video_stats(paths: Sequence[str]) -> Dict[str, object]:
             "keyframe_interval_s": round(statistics.mean(intervals), 3)}
 
 
-def _time_samples(dataset: VideoDataset, count: int, seed: int, per_clip: bool) -> Tuple[float, int]:
+def _time_samples(dataset: VideoDataset, count: int, seed: int) -> Tuple[float, int]:
     """Seconds to make samples 0 .. count - 1 of ``dataset`` as a data-loader worker does (decode and
-    transforms), and the video frames decoded. Sample ``i`` draws its clip starts and augmentation
-    from seed (``seed``, ``i``), so both decodings make the same samples."""
-    frames: List[int] = []
+    transforms), and the video frames decoded (``dataset.opener`` is a :class:`_CountingOpener`).
+    Sample ``i`` draws its clip starts and augmentation from seed (``seed``, ``i``), so datasets that
+    differ only in their opener make the same samples."""
+    counter: _CountingOpener = dataset.opener
+    counter.frames.clear()
     seeds = [derive_seed(seed, i) for i in range(count)]
-    with _datasets_decode(per_clip, frames):
-        start = time.perf_counter()
-        for i in range(count):
-            dataset[SeededIndex(i, seeds[i])]
-        return time.perf_counter() - start, sum(frames)
+    start = time.perf_counter()
+    for i in range(count):
+        dataset[SeededIndex(i, seeds[i])]
+    return time.perf_counter() - start, sum(counter.frames)
 
 
 def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict:
@@ -182,14 +164,18 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
         rho_cfg = cfg.clone()
         rho_cfg.defrost()
         rho_cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = rho
-        dataset = build_dataset(rho_cfg, "train")
+        # The train dataset twice, decoding in one pass and per clip.
+        datasets = {per_clip: get_dataset_class(rho_cfg.TRAIN.DATASET)(
+            rho_cfg, "train", opener=_CountingOpener(open_video_per_clip if per_clip else open_video))
+            for per_clip in (False, True)}
+        dataset = datasets[False]
         count = min(num_videos, len(dataset))
         times: Dict[bool, List[float]] = {False: [], True: []}
         frames = {False: 0, True: 0}
         for round_ in range(rounds + 1):
             seed = derive_seed(cfg.RNG_SEED, rho, round_)
             for per_clip in (False, True) if round_ % 2 == 0 else (True, False):
-                seconds, decoded = _time_samples(dataset, count, seed, per_clip)
+                seconds, decoded = _time_samples(datasets[per_clip], count, seed)
                 if round_ > 0:  # round 0 warms the page cache, codecs and transforms up
                     times[per_clip].append(seconds)
                     frames[per_clip] += decoded
@@ -229,9 +215,7 @@ def _train_step(model, optimizer, batch, cfg) -> None:
         raise ValueError("benchmarks run mixed precision in bfloat16 only: set STICA.SOLVER.AMP_DTYPE bfloat16")
     with autocast(cfg, device):
         loss = model.forward_train(batch)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    optimizer_step(loss, model, optimizer, None, cfg)
 
 
 def _timed_step(model, optimizer, batch, cfg) -> float:

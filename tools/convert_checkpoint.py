@@ -7,14 +7,14 @@
     python tools/convert_checkpoint.py --to stica SLOW_8x8_R50.pyth slow_r50_stica.pyth
 
 Prints one JSON object: the converted and dropped key counts and the dropped keys' top-level names
-(an SSL method's projector, predictor, momentum target...). See :mod:`stica_slowfast.models.convert` for the key mapping.
+(an SSL method's projector, predictor, momentum target...). See :mod:`stica_slowfast.interop.convert` for the key mapping.
 """
 
 import argparse
 import json
 import sys
 
-from stica_slowfast.models.convert import TO_PYSLOWFAST, TO_STICA, convert_checkpoint
+from stica_slowfast.interop.convert import TO_PYSLOWFAST, TO_STICA, convert_checkpoint
 
 
 def main(argv=None) -> int:

@@ -109,7 +109,7 @@ def last_checkpoint(out_dir: str) -> str:
 
 def load_config(cfg_path: str, overrides: Sequence[str]):
     """The config of ``cfg_path`` with the command-line ``overrides``, as run_net loads it."""
-    from stica_slowfast.utils.parser import load_config_from_args, parse_args
+    from stica_slowfast.config.args import load_config_from_args, parse_args
 
     return load_config_from_args(parse_args(["--cfg", cfg_path, *overrides]))
 
@@ -117,7 +117,7 @@ def load_config(cfg_path: str, overrides: Sequence[str]):
 def prepare_data(cfg_path: str, out: str, overrides: Sequence[str]) -> str:
     """Generate the synthetic dataset described by ``cfg_path`` (+ overrides) into OUT/synthetic_data
     once; every stage then reads it. Returns its directory."""
-    from stica_slowfast.data.synthetic import generate_dataset_from_cfg
+    from stica_slowfast.synthetic import generate_dataset_from_cfg
 
     cfg = load_config(cfg_path, overrides)
     data = os.path.join(out, "synthetic_data")

@@ -1,4 +1,4 @@
-"""Write the synthetic audio-visual dataset (see ``stica_slowfast/data/synthetic.py``).
+"""Write the synthetic audio-visual dataset (see ``stica_slowfast/synthetic/generate.py``).
 
     python tools/make_synthetic_dataset.py --out data/synthetic --num-classes 8 --workers 2
 """
@@ -12,7 +12,7 @@ try:
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stica_slowfast.data.synthetic import generate_dataset
+from stica_slowfast.synthetic import generate_dataset
 
 
 def main() -> None:

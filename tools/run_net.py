@@ -9,7 +9,6 @@ A PySlowFast YAML with our keys added works too: when PySlowFast is importable, 
 (:func:`stica_slowfast.config.load_config`).
 """
 
-import stica_slowfast  # noqa: F401  (registers every model, backbone and dataset)
 from stica_slowfast.engine.entry import main
 
 if __name__ == "__main__":

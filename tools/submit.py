@@ -13,11 +13,10 @@ import argparse
 import os
 import sys
 
-import stica_slowfast  # noqa: F401  (registers every component)
 from stica_slowfast.config import ConfigError
 from stica_slowfast.engine.entry import prepare_data, run
 from stica_slowfast.engine.launch import launch_job
-from stica_slowfast.utils.parser import load_config_from_args, parse_args
+from stica_slowfast.config.args import load_config_from_args, parse_args
 
 
 class Trainer:

@@ -7,6 +7,10 @@ Every default has a comment stating its unit and allowed values.
 
 from fvcore.common.config import CfgNode
 
+from .stica import add_stica_config
+
+__all__ = ["get_cfg"]
+
 _C = CfgNode()
 
 # ---------------------------------------------------------------------------------------------------- #
@@ -270,3 +274,10 @@ _C.TENSORBOARD = CfgNode()
 _C.TENSORBOARD.ENABLE = True
 # Event directory ("" = OUTPUT_DIR/tensorboard).
 _C.TENSORBOARD.LOG_DIR = ""
+
+
+def get_cfg() -> CfgNode:
+    """A fresh copy of the full default config (PySlowFast keys + ``STICA.*``)."""
+    cfg = _C.clone()
+    add_stica_config(cfg)
+    return cfg

@@ -16,13 +16,14 @@ from fvcore.common.config import CfgNode
 from stica_slowfast.utils.io import PathManager
 from stica_slowfast.utils.suggest import closest, did_you_mean
 
+from .defaults import get_cfg
+from .errors import ConfigError
+from .pyslowfast import add_pyslowfast_keys
+from .validation import assert_and_infer_cfg
+
 BASE_KEY = "_BASE_"
 
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema (message is a single line)."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -189,7 +190,7 @@ def load_config(
 
     Without ``base``, the defaults are :func:`stica_slowfast.config.get_cfg` plus, when PySlowFast's
     config is importable, the keys of PySlowFast's ``get_cfg()`` that ours lacks (with PySlowFast's
-    defaults; :func:`stica_slowfast.slowfast_bridge.add_pyslowfast_keys`). So a PySlowFast YAML loads
+    defaults; :func:`.pyslowfast.add_pyslowfast_keys`). So a PySlowFast YAML loads
     there; its PySlowFast-only keys (``RESNET.*``, ``BN.USE_PRECISE_STATS``...) have no effect on this
     package and those set to a non-default value are named in a warning. Without PySlowFast they are
     unknown keys, as any other.
@@ -201,15 +202,10 @@ def load_config(
     Returns:
         The frozen config after :func:`assert_and_infer_cfg`.
     """
-    from . import get_cfg  # local import: config/__init__ imports this module
-    from .validation import assert_and_infer_cfg
-
     foreign: List[str] = []
     if base is not None:
         cfg = base.clone()
     else:
-        from stica_slowfast.slowfast_bridge import add_pyslowfast_keys  # local: imports the package
-
         cfg = get_cfg()
         foreign = add_pyslowfast_keys(cfg)
     reference = cfg.clone() if foreign else None

@@ -2,7 +2,7 @@
 
 from fvcore.common.config import CfgNode
 
-from .loading import ConfigError
+from .errors import ConfigError
 
 _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),

@@ -1,5 +1,7 @@
 """Data pipeline: PyAV decoding, per-clip video and audio transforms, registered datasets and loaders.
 
+The synthetic dataset's generator (and its mp4 writer) live apart, in :mod:`stica_slowfast.synthetic`.
+
 Importing this package registers the datasets ``kinetics``, ``ucf101`` and ``hmdb51`` in
 :data:`stica_slowfast.registry.DATASET`.
 """
@@ -14,7 +16,6 @@ from .audio import (
     standardize,
     volume_jitter,
 )
-from .av_writer import write_video
 from .bad_input import SKIP_REASONS, TooManyBadVideosError
 from .datasets import (
     BadLineError,
@@ -27,10 +28,11 @@ from .datasets import (
     read_kinetics_csv,
     read_ucf101_split,
 )
-from .decoder import (
+from .decoding import (
     DecodedClips,
     DecodeError,
     VideoFile,
+    VideoOpener,
     decode_clips,
     get_clip_starts,
     get_duration,
@@ -53,11 +55,10 @@ from .transforms import (
 )
 
 __all__ = [
-    "write_video",
     "VideoDataset", "SeededIndex", "Kinetics", "Ucf101", "Hmdb51",
     "read_kinetics_csv", "read_ucf101_split", "read_hmdb51_split", "BadLineError",
     "SKIP_REASONS", "TooManyBadVideosError",
-    "DecodeError", "DecodedClips", "VideoFile", "open_video", "decode_clips", "get_duration",
+    "DecodeError", "DecodedClips", "VideoFile", "VideoOpener", "open_video", "decode_clips", "get_duration",
     "get_clip_starts",
     "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size", "SeededSampler",
     "VideoTransform", "RandomShortSideScaleCrop", "ShortSideSpatialCrop",

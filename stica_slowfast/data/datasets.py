@@ -37,7 +37,7 @@ from fvcore.common.config import CfgNode
 
 from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.bad_input import check_bad_lines, count_reasons, describe_counts
-from stica_slowfast.data.decoder import DecodeError, get_clip_starts, open_video
+from stica_slowfast.data.decoding import DecodeError, VideoOpener, get_clip_starts, open_video
 from stica_slowfast.data.transforms import build_transforms_from_cfg
 from stica_slowfast.registry import DATASET
 from stica_slowfast.utils.io import PathManager
@@ -331,14 +331,21 @@ class VideoDataset(torch.utils.data.Dataset):
         sampling: "train", "val" or "test": how they are sampled (clips, crops, augmentation); the
             split's own by default. The kNN monitor and retrieval read the train videos with "val" or
             "test" sampling (deterministic views) for their labelled memory bank.
+        opener: opens a video for decoding, ``opener(path, threads=...)`` (a
+            :data:`~stica_slowfast.data.decoding.VideoOpener`); the one-pass decoder's
+            :func:`~stica_slowfast.data.decoding.open_video` by default. Benchmarks and tests pass
+            another (e.g. :func:`~stica_slowfast.data.decoding.open_video_per_clip`). A DataLoader
+            with worker processes pickles it with the dataset.
     """
 
-    def __init__(self, cfg: CfgNode, split: str, sampling: Optional[str] = None):
+    def __init__(self, cfg: CfgNode, split: str, sampling: Optional[str] = None, *,
+                 opener: VideoOpener = open_video):
         sampling = split if sampling is None else sampling
         for name, value in (("split", split), ("sampling", sampling)):
             if value not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {value!r}")
         self.cfg, self.split, self.sampling = cfg, split, sampling
+        self.opener = opener
         self.bad_lines: List[str] = []
         self.items: List[Item] = self.load_items(cfg, split)
         if not self.items:
@@ -427,7 +434,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def _decode_views(self, index: int, rng: np.random.Generator) -> Dict[str, object]:
         """Decode video ``index`` into its views (clip starts drawn from ``rng``); raises DecodeError."""
         path, label = self.items[index]
-        with open_video(path, threads=self.threads) as vf:
+        with self.opener(path, threads=self.threads) as vf:
             if self.audio_rate is not None and not vf.has_audio and self.missing_audio == "skip":
                 raise DecodeError(f"no audio stream in {path} (STICA.AUDIO.MISSING = 'skip')", "no_audio")
             starts = get_clip_starts(vf.duration, self.clip_duration, self.num_clips,

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.config import ConfigError
-from stica_slowfast.utils.parser import load_config_from_args, parse_args
+from stica_slowfast.config.args import load_config_from_args, parse_args
 
 from .evaluator import test
 from .feature_probe import feature_probe
@@ -25,7 +25,7 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
     into OUTPUT_DIR/synthetic_data (once; later runs reuse it) and point the config at it."""
     if not cfg.STICA.SYNTHETIC.ENABLE or cfg.DATA.PATH_TO_DATA_DIR:
         return cfg
-    from stica_slowfast.data.synthetic import generate_dataset_from_cfg
+    from stica_slowfast.synthetic import generate_dataset_from_cfg
 
     check_output_dir(cfg.OUTPUT_DIR)  # a clear error rather than the generator's
     out_dir = os.path.join(cfg.OUTPUT_DIR, "synthetic_data")

@@ -24,7 +24,7 @@ from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
 from stica_slowfast.utils.misc import move_to_device
 
-from .checkpoint import get_last_checkpoint, load_checkpoint
+from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint
 from .meters import TestMeter, aggregate_views
 from .setup import build_model_on, setup_process
 

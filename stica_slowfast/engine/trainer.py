@@ -21,7 +21,7 @@ from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
 from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
 
-from .checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
+from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import StepLogs
 from .optim import construct_optimizer, get_lr_at_epoch, optimizer_step, set_lr

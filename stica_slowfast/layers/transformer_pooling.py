@@ -44,9 +44,9 @@ class TransformerPooling(nn.Module):
     With ``gap_init`` the pooling *starts as global average pooling*: the CLS readout is added to the
     tokens' mean through a zero-initialised linear layer, so at initialisation the output is exactly
     the mean, and training learns where to attend on top of it. A CLS readout alone starts
-    from a random function of the tokens; on the demo data it made cross-modal learning start epochs
-    later than the mean did (STiCA's transformer only has to beat averaging, so averaging is the
-    natural starting point). ``gap_init=False`` is the plain CLS readout.
+    from a random function of the tokens, which the objective must first undo (STiCA's transformer
+    only has to beat averaging, so averaging is the natural starting point). ``gap_init=False`` is
+    the plain CLS readout.
 
     Positional embeddings are learned for L positions. For ``T != L`` they are linearly interpolated
     to T (``align_corners=False``, i.e. token i sits at relative position ``(i + 0.5) / T``): positions

@@ -1,4 +1,4 @@
-"""Self-supervised objectives as pure functions, each registered by name in :data:`~stica_slowfast.registry.LOSS`.
+"""Self-supervised objectives as pure functions (:data:`~stica_slowfast.registry.LOSS` lists ``__all__``).
 
 * :func:`info_nce`, :func:`nt_xent` -- MoCo / SimCLR contrastive losses (:mod:`.info_nce`).
 * :func:`byol_loss` -- BYOL's ``2 - 2 cos`` regression (:mod:`.byol`).
@@ -7,7 +7,6 @@
 * :func:`crop_info_nce`, :func:`pairwise_info_nce` -- STiCA's within-video crop loss (:mod:`.crop_info_nce`).
 """
 
-from ..registry import LOSS
 from .byol import byol_loss
 from .crop_info_nce import crop_info_nce, pairwise_info_nce
 from .cross_modal import cross_modal_info_nce
@@ -16,9 +15,3 @@ from .swav import sinkhorn_knopp, swav_loss
 
 __all__ = ["info_nce", "nt_xent", "byol_loss", "sinkhorn_knopp", "swav_loss", "cross_modal_info_nce",
            "crop_info_nce", "pairwise_info_nce"]
-
-for _fn in (info_nce, nt_xent, byol_loss, sinkhorn_knopp, swav_loss, cross_modal_info_nce, crop_info_nce,
-            pairwise_info_nce):
-    if _fn.__name__ not in LOSS:
-        LOSS.register(_fn)
-del _fn

@@ -28,6 +28,7 @@ from typing import Dict, Mapping, Optional, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from stica_slowfast.checkpoint import load_checkpoint
 from stica_slowfast.utils.misc import unwrap
 
 __all__ = ["Model", "AudioVisualModel", "ModelBase", "contract", "audio_visual"]
@@ -97,8 +98,6 @@ class ModelBase(nn.Module):
 
     def load_pretrained(self, path: str) -> int:
         """The whole model state of ``path`` (strict); returns its stored epoch."""
-        from stica_slowfast.engine.checkpoint import load_checkpoint  # moves to checkpoint/ (issue 16)
-
         return load_checkpoint(path, self)
 
 

@@ -16,7 +16,7 @@ from .api import ModelBase
 from .build import build_backbone
 from .configurable import configurable
 from .heads import ClassifierHead
-from .pretrained import load_backbone_from_ssl_checkpoint, load_pool_if_present
+from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 from .encoder import feature_map_tokens
 from .temporal import temporal_pooling_from_config
 

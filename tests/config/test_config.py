@@ -14,8 +14,8 @@ from stica_slowfast.config import (
     merge_from_list,
 )
 from stica_slowfast.config.defaults import _C
-from stica_slowfast.engine.checkpoint import checkpoint_path
-from stica_slowfast.utils.parser import load_config_from_args, parse_args
+from stica_slowfast.checkpoint import checkpoint_path
+from stica_slowfast.config.args import load_config_from_args, parse_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))

@@ -9,9 +9,8 @@ import pytest
 import torch
 from fvcore.common.config import CfgNode
 
-import stica_slowfast  # noqa: F401  (registers models, backbones, datasets)
 from stica_slowfast.config import load_config
-from stica_slowfast.engine.checkpoint import save_checkpoint
+from stica_slowfast.checkpoint import save_checkpoint
 from stica_slowfast.engine.optim import get_lr_at_epoch
 from stica_slowfast.engine.trainer import resume_or_initialise
 from stica_slowfast.models import build_model

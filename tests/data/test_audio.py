@@ -18,8 +18,8 @@ from stica_slowfast.data.audio import (
     standardize,
     volume_jitter,
 )
-from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.datasets import Kinetics
+from stica_slowfast.synthetic import write_video
 
 
 @pytest.fixture(autouse=True)

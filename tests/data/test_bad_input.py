@@ -17,7 +17,6 @@ from torch import nn
 
 import stica_slowfast.data  # noqa: F401  (registers the datasets)
 from stica_slowfast.config import ConfigError, assert_and_infer_cfg, get_cfg, merge_from_list
-from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.bad_input import (
     SKIP_REASONS,
     TooManyBadVideosError,
@@ -33,11 +32,12 @@ from stica_slowfast.data.datasets import (
     read_kinetics_csv,
     read_ucf101_split,
 )
-from stica_slowfast.data import decoder
-from stica_slowfast.data.decoder import DecodeError, decode_clips
+from stica_slowfast.data.decoding import DecodeError, decode_clips, video_file
 from stica_slowfast.data.loader import construct_loader
 from stica_slowfast.engine import trainer
 from stica_slowfast.engine.evaluator import evaluate
+from stica_slowfast.models.api import ModelBase
+from stica_slowfast.synthetic import write_video
 
 FPS, SIZE, AUDIO_RATE = 25, 32, 8000
 T, STEP = 4, 0.1  # frames per clip, seconds between them (DATA.SAMPLING_RATE 3 at TARGET_FPS 30)
@@ -228,7 +228,7 @@ def test_cut_or_corrupted_bytes_raise_only_decode_error(media, tmp_path):
     path = tmp_path / "variant.mp4"
     outcomes = set()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(decoder, "_truncation", lambda *args: None)
+        patch.setattr(video_file, "find_truncation", lambda *args: None)
         for variant in variants:
             path.write_bytes(variant)
             try:
@@ -314,7 +314,7 @@ def test_missing_audio_zeros_is_no_skip(media, tmp_path):
     assert int(batch["skip_reasons"].sum()) == 0 and float(batch["audio"][0].abs().max()) == 0
 
 
-class ConstantClassifier(nn.Module):
+class ConstantClassifier(ModelBase):
     """Predicts class 0 for every video; checks the shape of every view it is given."""
 
     predicts_labels = True
@@ -323,9 +323,15 @@ class ConstantClassifier(nn.Module):
         super().__init__()
         self.view_shape = view_shape
 
-    def forward(self, x):
+    def forward_features(self, x):
         assert x.shape[1:] == self.view_shape and bool(torch.isfinite(x).all())
         return torch.tensor([[1.0, 0.0, 0.0]]).expand(x.shape[0], 3)
+
+    def forward(self, x):
+        return self.forward_features(x)
+
+    def forward_train(self, batch):
+        raise NotImplementedError("evaluation only")
 
 
 def test_evaluation_counts_every_reason_with_two_workers(media, tmp_path):
@@ -432,21 +438,25 @@ def test_readers_report_bad_lines_or_raise(tmp_path):
 # ---------------------------------------------------------------------------------------------- #
 # The epoch's accounting and its limit
 # ---------------------------------------------------------------------------------------------- #
-class MeanLoss(nn.Module):
+class MeanLoss(ModelBase):
     """A one-parameter 'model' whose training step is a loss on the batch's first view."""
 
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(()))
 
-    def forward(self, batch):
+    def forward_features(self, video):
+        return self.weight * video.mean(dim=(1, 2, 3, 4))[:, None]
+
+    def forward_train(self, batch):
         return {"loss": (self.weight * batch["video"][0].mean()) ** 2}
 
 
 def run_epoch(cfg, loader):
     model = MeanLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return trainer.train_epoch(cfg, model, model, loader, optimizer, None, 0, torch.device("cpu"), None)
+    return trainer.train_epoch(cfg, trainer.TrainStep(model), model, loader, optimizer, None, 0,
+                               torch.device("cpu"), None)
 
 
 def test_train_epoch_logs_counts_per_reason_and_stops_past_the_limit(media, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Datasets: split-file parsing, views per split, audio alignment, undecodable files, RNG."""
 
+import contextlib
 import logging
 import math
 import os
@@ -9,7 +10,6 @@ import pytest
 import torch
 
 from stica_slowfast.config import get_cfg, merge_from_list
-from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.datasets import (
     Hmdb51,
     Kinetics,
@@ -19,7 +19,9 @@ from stica_slowfast.data.datasets import (
     read_kinetics_csv,
     read_ucf101_split,
 )
+from stica_slowfast.data.decoding import open_video_per_clip
 from stica_slowfast.registry import get_dataset_class
+from stica_slowfast.synthetic import write_video
 
 FPS, N_FRAMES, H, W = 25, 50, 48, 64  # 2 s videos
 AUDIO_IN, TONE_AT = 16000, 1.0
@@ -278,6 +280,31 @@ def test_seeded_index_draws_from_its_seed_only(media):
     assert all(torch.equal(a, b) for a, b in zip(first["video"], again["video"]))
     other = ds[SeededIndex(1, 6)]
     assert not all(torch.equal(a, b) for a, b in zip(first["video"], other["video"]))
+
+
+def test_the_decoder_is_an_argument(media):
+    """A dataset opens its videos with the ``opener`` it is given: the per-clip reference decoder
+    makes the same sample (frames and audio) as the default one-pass decoder for the same seed."""
+    write_csv(media / "k", "train", [("a.mp4", 2)])
+    cfg = make_cfg(media / "k", **{"DATA.PATH_PREFIX": str(media / "videos"),
+                                   "DATA.TRAIN_CROP_NUM_TEMPORAL": 3, "STICA.AUDIO.ENABLE": True,
+                                   "STICA.AUDIO.SAMPLE_RATE": 8000})
+    opened = []
+
+    @contextlib.contextmanager
+    def recording_opener(path, *, threads=False):
+        opened.append(path)
+        with open_video_per_clip(path, threads=threads) as video:
+            yield video
+
+    default = Kinetics(cfg, "train")[SeededIndex(0, 7)]
+    reference = Kinetics(cfg, "train", opener=recording_opener)[SeededIndex(0, 7)]
+    assert opened == [str(media / "videos" / "a.mp4")]
+    assert len(default["video"]) == len(reference["video"]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(default["video"], reference["video"]))
+    # A pure tone: the same samples but for float rounding, so the same spectrograms but for it.
+    for a, b in zip(default["audio"], reference["audio"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
 
 
 def test_clip_distance_bounds_reach_the_sampler(media):

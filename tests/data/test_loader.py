@@ -9,8 +9,8 @@ from torch.utils.data.distributed import DistributedSampler
 import stica_slowfast.data  # noqa: F401  (registers the datasets)
 from stica_slowfast.config import get_cfg, merge_from_list
 from stica_slowfast.data import loader as loader_mod
-from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.loader import SeededSampler, construct_loader, per_process_batch_size, shuffle_dataset
+from stica_slowfast.synthetic import write_video
 from stica_slowfast.utils.misc import derive_seeds
 
 NUM_VIDEOS = 6

@@ -9,7 +9,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from stica_slowfast.config import get_cfg, merge_from_list
-from stica_slowfast.data.av_writer import write_video
 from stica_slowfast.data.datasets import Kinetics
 from stica_slowfast.data.transforms import (
     GaussianBlurVideo,
@@ -17,6 +16,7 @@ from stica_slowfast.data.transforms import (
     build_train_transform,
     build_transforms_from_cfg,
 )
+from stica_slowfast.synthetic import write_video
 
 # Identity normalisation: outputs are the [0, 1] pixels just before normalisation.
 RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

@@ -20,8 +20,7 @@ import pytest
 import torch
 
 from stica_slowfast.config import get_cfg, load_config
-from stica_slowfast.data.synthetic import generate_dataset
-from stica_slowfast.engine.checkpoint import (
+from stica_slowfast.checkpoint import (
     get_last_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -31,6 +30,7 @@ from stica_slowfast.engine.entry import main
 from stica_slowfast.engine.setup import OutputDirError, check_output_dir
 from stica_slowfast.engine.trainer import TrainingDivergedError, _check_finite_loss
 from stica_slowfast.models import build_model
+from stica_slowfast.synthetic import generate_dataset
 from stica_slowfast.utils.io import PathManager
 from stica_slowfast.utils.logging import drop_json_stats_after
 

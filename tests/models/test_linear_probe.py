@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from stica_slowfast.config import get_cfg
-from stica_slowfast.engine.checkpoint import CheckpointMismatchError, save_checkpoint
+from stica_slowfast.checkpoint import CheckpointMismatchError, save_checkpoint
 from stica_slowfast.engine.evaluator import predicts_labels
 from stica_slowfast.engine.optim import construct_optimizer
 from stica_slowfast.models import build_backbone, build_model
@@ -119,7 +119,7 @@ def test_loads_backbone_from_ssl_checkpoint(cfg, tmp_path, caplog):
     path = save_checkpoint(str(tmp_path), 9, ssl, None, cfg)
     probe = LinearProbe(cfg)
     head_before = {k: v.clone() for k, v in probe.head.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="stica_slowfast.models.pretrained"):
+    with caplog.at_level(logging.INFO, logger="stica_slowfast.checkpoint.pretrained"):
         epoch = probe.load_pretrained(path)
     assert epoch == 9
     assert "projector" in caplog.text and "target_backbone" in caplog.text and "queue" in caplog.text

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stica_slowfast.config import get_cfg
-from stica_slowfast.engine.checkpoint import save_checkpoint
+from stica_slowfast.checkpoint import save_checkpoint
 from stica_slowfast.layers import cosine_momentum
 from stica_slowfast.models import build_model
 from stica_slowfast.models import encoder as encoder_module

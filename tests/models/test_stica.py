@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stica_slowfast.config import assert_and_infer_cfg, get_cfg
-from stica_slowfast.engine.checkpoint import save_checkpoint
+from stica_slowfast.checkpoint import save_checkpoint
 from stica_slowfast.losses import crop_info_nce, cross_modal_info_nce
 from stica_slowfast.models import build_model
 from stica_slowfast.models.encoder import feature_map_tokens

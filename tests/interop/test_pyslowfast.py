@@ -1,4 +1,4 @@
-"""The PySlowFast bridge (stica_slowfast.slowfast_bridge).
+"""The PySlowFast bridge (stica_slowfast.interop.pyslowfast).
 
 The loss adapters and the config behaviour without PySlowFast are tested everywhere. The tests taking
 the ``slowfast`` fixture need an importable PySlowFast (a checkout on PYTHONPATH, with pytorchvideo
@@ -11,8 +11,8 @@ import textwrap
 import pytest
 import torch
 
-from stica_slowfast import slowfast_bridge
 from stica_slowfast.config import ConfigError, add_stica_config, load_config
+from stica_slowfast.config import pyslowfast as config_pyslowfast
 from stica_slowfast.data.datasets import Hmdb51, Kinetics, Ucf101
 from stica_slowfast.losses import (
     byol_loss,
@@ -23,8 +23,10 @@ from stica_slowfast.losses import (
     pairwise_info_nce,
     swav_loss,
 )
-from stica_slowfast.models.convert import convert_checkpoint, stica_to_pyslowfast
+from stica_slowfast.interop import pyslowfast
+from stica_slowfast.interop.convert import convert_checkpoint, stica_to_pyslowfast
 from stica_slowfast.registry import LOSS, get_dataset_class
+from stica_slowfast.utils import optional
 
 # A PySlowFast-style YAML: PySlowFast-only keys (RESNET.*, BN.USE_PRECISE_STATS), yacs idioms
 # (1e-4 is a string to PyYAML; a tuple written as a string) and our STICA.* keys.
@@ -54,7 +56,7 @@ def slowfast():
     pytest.importorskip("slowfast")
     modules = {name: pytest.importorskip(f"slowfast.{name}") for name in
                ("config.defaults", "models", "models.losses", "datasets.build", "utils.checkpoint")}
-    assert slowfast_bridge.register()
+    assert pyslowfast.register()
     return modules
 
 
@@ -83,7 +85,7 @@ def pyslowfast_cfg(slowfast, **overrides):
 # ---------------------------------------------------------------------------------------------------- #
 def test_every_loss_has_an_adapter_or_is_listed_as_not_a_loss():
     names = {name for name, _ in LOSS}
-    assert names == set(slowfast_bridge.LOSS_MODULES) | set(slowfast_bridge.NOT_LOSSES)
+    assert names == set(pyslowfast.LOSS_MODULES) | set(pyslowfast.NOT_LOSSES)
 
 
 def test_loss_adapters_compute_the_pure_functions():
@@ -98,20 +100,20 @@ def test_loss_adapters_compute_the_pure_functions():
         "crop_info_nce": ((large, small), {}, crop_info_nce(large, small, temperature=0.5)),
         "pairwise_info_nce": ((large[0], small[0]), {}, pairwise_info_nce(large[0], small[0], temperature=0.5)),
     }
-    assert set(cases) == set(slowfast_bridge.LOSS_MODULES)
+    assert set(cases) == set(pyslowfast.LOSS_MODULES)
     for name, (tensors, kwargs, expected) in cases.items():
-        loss = slowfast_bridge.LOSS_MODULES[name](reduction="mean")  # how PySlowFast constructs losses
+        loss = pyslowfast.LOSS_MODULES[name](reduction="mean")  # how PySlowFast constructs losses
         assert isinstance(loss, torch.nn.Module)
         assert torch.equal(loss(*tensors, **kwargs), expected), name
-    assert torch.equal(slowfast_bridge.InfoNCELoss(temperature=0.3)(q, k), info_nce(q, k, temperature=0.3))
+    assert torch.equal(pyslowfast.InfoNCELoss(temperature=0.3)(q, k), info_nce(q, k, temperature=0.3))
     with pytest.raises(ValueError, match="reduction='mean' only"):
-        slowfast_bridge.InfoNCELoss(reduction="none")
+        pyslowfast.InfoNCELoss(reduction="none")
 
 
 def test_stica_dataset_aliases_resolve_in_our_registry():
     assert get_dataset_class("sticakinetics") is Kinetics is get_dataset_class("Kinetics")
     assert get_dataset_class("Sticaucf101") is Ucf101
-    assert slowfast_bridge.pyslowfast_dataset_names("hmdb51") == ["Hmdb51", "Sticahmdb51"]
+    assert pyslowfast.pyslowfast_dataset_names("hmdb51") == ["Hmdb51", "Sticahmdb51"]
     with pytest.raises(KeyError):
         get_dataset_class("stica")
 
@@ -127,9 +129,9 @@ def test_pyslowfast_yaml_idioms_load(tmp_path):
 
 
 def test_without_pyslowfast_its_keys_are_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr(slowfast_bridge, "_import", lambda module: None)  # as if not installed
-    assert slowfast_bridge.register() is False
-    assert slowfast_bridge.add_pyslowfast_keys(load_config().clone()) == []
+    monkeypatch.setattr(optional, "import_optional", lambda module: None)  # as if not installed
+    assert pyslowfast.register() is False
+    assert config_pyslowfast.add_pyslowfast_keys(load_config().clone()) == []
     path = tmp_path / "sf.yaml"
     path.write_text(PYSLOWFAST_YAML)
     with pytest.raises(ConfigError, match="unknown config key RESNET"):
@@ -144,7 +146,7 @@ def test_register_is_idempotent_and_keeps_pyslowfast_names(slowfast):
     datasets = slowfast["datasets.build"].DATASET_REGISTRY
     table = slowfast["models.losses"]._LOSSES
     before = (dict(models), dict(datasets), dict(table))
-    assert slowfast_bridge.register() is True
+    assert pyslowfast.register() is True
     assert (dict(models), dict(datasets), dict(table)) == before
     assert {"RhoSimCLR", "RhoMoCo", "RhoBYOL", "RhoSwAV", "STiCA", "VideoClassifier"} <= set(before[0])
     assert datasets.get("Kinetics") is not Kinetics  # PySlowFast's own stays
@@ -168,7 +170,7 @@ def test_build_model_builds_our_models_on_cpu(slowfast):
 def test_get_loss_func_gives_our_losses(slowfast):
     get_loss_func = slowfast["models.losses"].get_loss_func
     q, k = torch.randn(4, 8), torch.randn(4, 8)
-    for name, module in slowfast_bridge.LOSS_MODULES.items():
+    for name, module in pyslowfast.LOSS_MODULES.items():
         assert get_loss_func(name) is module
     assert torch.equal(get_loss_func("byol_loss")(reduction="mean")(q, k), byol_loss(q, k))
     with pytest.raises(NotImplementedError):
@@ -176,7 +178,7 @@ def test_get_loss_func_gives_our_losses(slowfast):
 
 
 def test_build_dataset_builds_ours(slowfast, tmp_path):
-    from stica_slowfast.data.synthetic import generate_dataset
+    from stica_slowfast.synthetic import generate_dataset
 
     data = str(tmp_path / "data")
     generate_dataset(data, num_classes=2, train_per_class=2, val_per_class=1, test_per_class=1,

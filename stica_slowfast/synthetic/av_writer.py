@@ -1,4 +1,4 @@
-"""Write real h264/aac mp4 files with PyAV (used by the synthetic dataset and the tests)."""
+"""Write real h264/aac mp4 files with PyAV: the synthetic dataset's encoder, also used by the tests."""
 
 from fractions import Fraction
 from typing import Optional

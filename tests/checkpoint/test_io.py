@@ -1,4 +1,4 @@
-"""Tests for stica_slowfast.engine.checkpoint: round trip, naming, atomic writes, prefixes, errors."""
+"""Tests for stica_slowfast.checkpoint: round trip, naming, atomic writes, prefixes, errors."""
 
 import os
 
@@ -8,8 +8,8 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.config import get_cfg
-from stica_slowfast.engine import checkpoint as ckpt_mod
-from stica_slowfast.engine.checkpoint import (
+from stica_slowfast.checkpoint import io as ckpt_mod
+from stica_slowfast.checkpoint import (
     CheckpointMismatchError,
     checkpoint_path,
     get_last_checkpoint,

@@ -5,8 +5,7 @@ import hashlib
 
 import numpy as np
 
-from stica_slowfast.data import synthetic
-from stica_slowfast.data.av_writer import write_video
+from stica_slowfast.synthetic import class_specs, render_video, write_video
 
 
 def _in_buffer_followed_by(frames: np.ndarray, fill: int) -> np.ndarray:
@@ -21,8 +20,8 @@ def test_the_same_frames_give_the_same_file_whatever_the_memory_around_them(tmp_
     """x264's MB-tree lookahead gave files that changed with the process's earlier allocations
     (two generations of one seed differed after the first frames); this repeats the same frames from
     other buffers between other allocations, which brought out several different files in 40 writes."""
-    frames = synthetic.render_video(synthetic.class_specs(1)[0], np.random.default_rng(7),
-                                    width=64, height=48, num_frames=30, fps=20)
+    frames = render_video(class_specs(1)[0], np.random.default_rng(7),
+                          width=64, height=48, num_frames=30, fps=20)
     rng = np.random.default_rng(0)
     kept, digests = [], set()
     for _ in range(40):

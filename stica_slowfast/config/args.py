@@ -7,7 +7,8 @@ from typing import List, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
-from stica_slowfast.config import ConfigError, load_config
+from .errors import ConfigError
+from .loading import load_config
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -30,6 +30,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
+from stica_slowfast.checkpoint import read_checkpoint
+from stica_slowfast.models.backbones import build_slow_resnet
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.misc import strip_ddp_prefix
 
@@ -207,7 +209,6 @@ def check_slow_resnet(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
         ValueError: a missing, unexpected or mis-shaped tensor (e.g. a C2D or I3D ResNet, whose
             temporal kernels differ from Slow's).
     """
-    from .backbones import build_slow_resnet  # local: imports pytorchvideo
 
     backbone = OrderedDict(
         (k[len(OURS_BACKBONE):], v) for k, v in state.items() if k.startswith(OURS_BACKBONE))
@@ -252,8 +253,6 @@ def convert_checkpoint(
     Returns:
         The conversion (converted state and dropped source keys).
     """
-    from stica_slowfast.engine.checkpoint import read_checkpoint  # local: the engine imports models
-
     if to not in (TO_PYSLOWFAST, TO_STICA):
         raise ValueError(f"to must be {TO_PYSLOWFAST!r} or {TO_STICA!r}, got {to!r}")
     _, model_state, stored_epoch = read_checkpoint(src)

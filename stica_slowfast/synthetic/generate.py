@@ -66,7 +66,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from fvcore.common.config import CfgNode
 
-from stica_slowfast.data.av_writer import write_video
+from stica_slowfast.synthetic.av_writer import write_video
 
 try:  # POSIX only; elsewhere concurrent callers still end up with one complete dataset (via rename).
     import fcntl

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from stica_slowfast.config import get_cfg
-from stica_slowfast.data import synthetic
 from stica_slowfast.data.datasets import Hmdb51, Ucf101
-from stica_slowfast.data.synthetic import class_specs, generate_dataset, generate_dataset_from_cfg
+from stica_slowfast.synthetic import class_specs, generate, generate_dataset, generate_dataset_from_cfg
 from stica_slowfast.engine.feature_probe import fit_logistic_regression
 from stica_slowfast.models.colour_stats import ColourStatistics
 
@@ -67,7 +66,7 @@ def dataset(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------ #
 # Classes
 # ------------------------------------------------------------------------------------------------ #
-@pytest.mark.parametrize("num_classes", [1, 2, 3, 4, 8, 9, 13, 50, 101, synthetic.max_num_classes()])
+@pytest.mark.parametrize("num_classes", [1, 2, 3, 4, 8, 9, 13, 50, 101, generate.max_num_classes()])
 def test_class_specs_distinct_in_each_modality(num_classes):
     specs = class_specs(num_classes)
     assert [s.label for s in specs] == list(range(num_classes))
@@ -83,9 +82,9 @@ def test_up_to_ten_classes_each_cue_alone_identifies_the_class(num_classes):
     specs = class_specs(num_classes)
     for factor in ("shape", "trajectory"):
         assert len({getattr(s, factor) for s in specs}) == num_classes, factor
-    assert len({s.pitch_hz for s in specs}) == min(num_classes, len(synthetic.PITCH_BANDS_HZ))
+    assert len({s.pitch_hz for s in specs}) == min(num_classes, len(generate.PITCH_BANDS_HZ))
     # No colour in the recipe: colour is a per-video nuisance.
-    assert not any("hue" in field or "colour" in field for field in synthetic.ClassSpec.__dataclass_fields__)
+    assert not any("hue" in field or "colour" in field for field in generate.ClassSpec.__dataclass_fields__)
 
 
 @pytest.mark.parametrize("num_classes", [9, 16, 61, 100, 120])
@@ -103,7 +102,7 @@ def test_two_classes_differ_in_every_factor():
 
 
 def test_too_many_classes_is_a_clear_error():
-    limit = synthetic.max_num_classes()
+    limit = generate.max_num_classes()
     assert limit >= 100
     with pytest.raises(ValueError, match=f"num_classes must be in \\[1, {limit}\\].*shapes"):
         class_specs(limit + 1)
@@ -163,12 +162,12 @@ def test_ucf101_split_files_match_the_csvs(dataset):
 def test_official_split_partitions_each_class(num_train, num_test):
     pool = {("train", i) for i in range(num_train)} | {("test", i) for i in range(num_test)}
     held_out = []
-    for split_id in synthetic.OFFICIAL_SPLIT_IDS:
-        train, test = synthetic.official_split(num_train, num_test, split_id)
+    for split_id in generate.OFFICIAL_SPLIT_IDS:
+        train, test = generate.official_split(num_train, num_test, split_id)
         assert set(train) | set(test) == pool and not set(train) & set(test)
         assert len(test) == num_test and len(train) + len(test) == len(pool)
         held_out.append(set(test))
-    assert synthetic.official_split(num_train, num_test, 1) == (
+    assert generate.official_split(num_train, num_test, 1) == (
         [("train", i) for i in range(num_train)], [("test", i) for i in range(num_test)])
     if num_train >= 2 * num_test:  # as in UCF-101 / HMDB-51: every video is held out at most once
         assert all(not a & b for a, b in itertools.combinations(held_out, 2))
@@ -179,7 +178,7 @@ def _split_cfg(out: str, name: str, split_id: int):
     cfg.MODEL.NUM_CLASSES = NUM_CLASSES
     cfg.STICA.DATA.SPLIT = split_id
     cfg.DATA.PATH_PREFIX = os.path.join(out, "videos")
-    cfg.DATA.PATH_TO_DATA_DIR = out if name == "ucf101" else os.path.join(out, synthetic.HMDB51_SPLIT_DIR)
+    cfg.DATA.PATH_TO_DATA_DIR = out if name == "ucf101" else os.path.join(out, generate.HMDB51_SPLIT_DIR)
     return cfg
 
 
@@ -196,7 +195,7 @@ def test_official_style_splits_read_by_the_datasets(dataset, name):
                       for path, label in rows]
     pool = {path for split in csv for path, _ in csv[split]}  # val.csv videos are in no split
     held_out = []
-    for split_id in synthetic.OFFICIAL_SPLIT_IDS:
+    for split_id in generate.OFFICIAL_SPLIT_IDS:
         cfg = _split_cfg(out, name, split_id)
         train, test = reader(cfg, "train").items, reader(cfg, "test").items
         assert reader(cfg, "val").items == test
@@ -217,12 +216,12 @@ def test_official_style_splits_read_by_the_datasets(dataset, name):
 
 def test_hmdb51_split_files_list_every_video_of_their_class(dataset):
     out, summary = dataset
-    folder = os.path.join(out, synthetic.HMDB51_SPLIT_DIR)
+    folder = os.path.join(out, generate.HMDB51_SPLIT_DIR)
     assert sorted(os.listdir(folder)) == sorted(
-        f"{c}_test_split{n}.txt" for c in summary["class_names"] for n in synthetic.OFFICIAL_SPLIT_IDS)
+        f"{c}_test_split{n}.txt" for c in summary["class_names"] for n in generate.OFFICIAL_SPLIT_IDS)
     for name in summary["class_names"]:
         videos = sorted(os.listdir(os.path.join(out, "videos", name)))
-        for n in synthetic.OFFICIAL_SPLIT_IDS:
+        for n in generate.OFFICIAL_SPLIT_IDS:
             rows = [line.split(" ") for line in _read_lines(os.path.join(folder, f"{name}_test_split{n}.txt"))]
             assert sorted(video for video, _ in rows) == videos
             ids = Counter(i for _, i in rows)
@@ -308,8 +307,8 @@ def test_same_seed_same_dataset_other_seed_other_content(tmp_path):
     assert _video_bytes(outs["a"]) == _video_bytes(outs["b"])  # byte for byte
     index_files = ["train.csv", "val.csv", "test.csv", "classInd.txt", "dataset.json"]
     index_files += [f"{kind}list0{n}.txt" for kind in ("train", "test") for n in (1, 2, 3)]
-    hmdb = os.path.join(outs["a"], synthetic.HMDB51_SPLIT_DIR)
-    index_files += [os.path.join(synthetic.HMDB51_SPLIT_DIR, f) for f in os.listdir(hmdb)]
+    hmdb = os.path.join(outs["a"], generate.HMDB51_SPLIT_DIR)
+    index_files += [os.path.join(generate.HMDB51_SPLIT_DIR, f) for f in os.listdir(hmdb)]
     for file in index_files:
         with open(os.path.join(outs["a"], file), "rb") as fa, open(os.path.join(outs["b"], file), "rb") as fb:
             assert fa.read() == fb.read(), file
@@ -348,7 +347,7 @@ def test_concurrent_calls_generate_once(tmp_path, monkeypatch, lock):
         if "fork" not in methods:
             pytest.skip("the patched lock reaches the workers only through fork")
         # Without the lock (e.g. a filesystem without flock) both generate; the rename picks one.
-        monkeypatch.setattr(synthetic, "_exclusive_lock", lambda path: contextlib.nullcontext())
+        monkeypatch.setattr(generate, "_exclusive_lock", lambda path: contextlib.nullcontext())
     out = str(tmp_path / "d")
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with context.Pool(2) as pool:
@@ -365,7 +364,7 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(job):
         raise RuntimeError("encoder exploded")
 
-    monkeypatch.setattr(synthetic, "_encode_job", broken)
+    monkeypatch.setattr(generate, "_encode_job", broken)
     with pytest.raises(RuntimeError, match="exploded"):
         generate_dataset(str(tmp_path / "d"), **_tiny())
     assert os.listdir(tmp_path) == ["d.lock"]
@@ -439,7 +438,7 @@ def _nearest_mean_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
 
 def test_each_modality_separates_classes_with_per_video_variation(dataset):
     out, summary = dataset
-    classes = [synthetic.ClassSpec(**c) for c in _load_json(os.path.join(out, "dataset.json"))["classes"]]
+    classes = [generate.ClassSpec(**c) for c in _load_json(os.path.join(out, "dataset.json"))["classes"]]
     video_feats, audio_feats, labels, first_frames = [], [], [], []
     for split in ("train", "test"):
         for line in _read_lines(os.path.join(out, f"{split}.csv")):
@@ -519,12 +518,12 @@ def test_size_does_not_tell_the_shape():
     pulsing object the area of a still one on average: otherwise the area (which colour statistics of
     the frame see) tells the shape, and so the class."""
     areas = []
-    for shape in synthetic.SHAPES:
-        radius = synthetic._equal_area_radius(shape, 12.0)
-        areas.append(synthetic._shape_coverage(shape, 96, 96, 48.0, 48.0, radius, 0.3)[1].sum())
-    assert max(areas) / min(areas) < 1.03, dict(zip(synthetic.SHAPES, areas))
+    for shape in generate.SHAPES:
+        radius = generate._equal_area_radius(shape, 12.0)
+        areas.append(generate._shape_coverage(shape, 96, 96, 48.0, 48.0, radius, 0.3)[1].sum())
+    assert max(areas) / min(areas) < 1.03, dict(zip(generate.SHAPES, areas))
     t = np.arange(0.0, 20.0, 1 / 25)
-    _, _, scale = synthetic._trajectory("pulsing", t, np.random.default_rng(0))
+    _, _, scale = generate._trajectory("pulsing", t, np.random.default_rng(0))
     assert abs(np.mean(scale ** 2) - 1.0) < 0.03
 
 
@@ -532,19 +531,19 @@ def test_rendered_shapes_cover_the_same_area(monkeypatch):
     """The same per-video draws with another shape give an object of the same area in every frame of
     the rendered video (the radius that ``render_video`` gives ``_shape_coverage``, not the helper)."""
     drawn = []
-    coverage = synthetic._shape_coverage
+    coverage = generate._shape_coverage
 
     def recording(*args, **kwargs):
         box, cov = coverage(*args, **kwargs)
         drawn.append(float(cov.sum()))
         return box, cov
 
-    monkeypatch.setattr(synthetic, "_shape_coverage", recording)
+    monkeypatch.setattr(generate, "_shape_coverage", recording)
     spec = class_specs(1)[0]
     areas = {}
-    for shape in synthetic.SHAPES:
+    for shape in generate.SHAPES:
         drawn.clear()
-        synthetic.render_video(dataclasses.replace(spec, shape=shape), np.random.default_rng(3),
+        generate.render_video(dataclasses.replace(spec, shape=shape), np.random.default_rng(3),
                                width=96, height=80, num_frames=6, fps=25)
         areas[shape] = sum(drawn[-6:])  # the object's coverage, one call per frame after any distractor's
     assert max(areas.values()) / min(areas.values()) < 1.05, areas

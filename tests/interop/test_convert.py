@@ -13,17 +13,17 @@ import torch
 import torch.nn as nn
 
 from stica_slowfast.config import get_cfg
-from stica_slowfast.engine.checkpoint import read_checkpoint, save_checkpoint
+from stica_slowfast.checkpoint import read_checkpoint, save_checkpoint
 from stica_slowfast.models import build_model
-from stica_slowfast.models.convert import (
+from stica_slowfast.interop.convert import (
     check_slow_resnet,
     pyslowfast_to_stica,
     slow_resnet_size,
     stica_to_pyslowfast,
 )
-from stica_slowfast.models.pretrained import load_backbone_from_ssl_checkpoint
+from stica_slowfast.checkpoint.pretrained import load_backbone_from_ssl_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class PTVResNetLike(nn.Module):

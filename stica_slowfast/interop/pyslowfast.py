@@ -29,23 +29,20 @@ What works, and what does not, across the two code bases:
   ``"skipped"``, ``"valid"``, optionally ``"audio"``), not PySlowFast's
   ``(frames, label, index, time, extra_data)`` tuple, so PySlowFast's loaders and train loop cannot
   consume them; our engine (``tools/run_net.py``) does.
-* Config: :func:`add_pyslowfast_keys` adds the keys of PySlowFast's ``get_cfg()`` that ours lacks,
+* Config: :func:`stica_slowfast.config.pyslowfast.add_pyslowfast_keys` adds the keys of PySlowFast's ``get_cfg()`` that ours lacks,
   so ``tools/run_net.py`` reads a PySlowFast YAML (the keys only PySlowFast reads have no effect
   there). ``stica_slowfast.config.add_stica_config`` extends PySlowFast's own config the other way.
-* Checkpoints: :mod:`stica_slowfast.models.convert` (``tools/convert_checkpoint.py``) maps a Slow-R50
+* Checkpoints: :mod:`stica_slowfast.interop.convert` (``tools/convert_checkpoint.py``) maps a Slow-R50
   between our layout and PySlowFast's ``PTVResNet``.
 """
 
-import importlib
 import logging
-import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import torch
-from fvcore.common.config import CfgNode
 from torch import nn
 
-from .losses import (
+from stica_slowfast.losses import (
     byol_loss,
     crop_info_nce,
     cross_modal_info_nce,
@@ -54,14 +51,13 @@ from .losses import (
     pairwise_info_nce,
     swav_loss,
 )
-from .registry import DATASET, LOSS, MODEL
+from stica_slowfast.registry import DATASET, LOSS, MODEL
+from stica_slowfast.utils import optional
 
 __all__ = [
     "LOSS_MODULES",
     "NOT_LOSSES",
-    "add_pyslowfast_keys",
     "pyslowfast_dataset_names",
-    "pyslowfast_default_cfg",
     "register",
 ]
 
@@ -174,20 +170,6 @@ NOT_LOSSES = ("sinkhorn_knopp",)
 # ---------------------------------------------------------------------------------------------------- #
 # Registration
 # ---------------------------------------------------------------------------------------------------- #
-def _import(module: str):
-    """The module, or None when it (or PySlowFast's own imports, e.g. detectron2) fails to import."""
-    try:
-        with warnings.catch_warnings():
-            # Deprecations PySlowFast's imports trigger on a current stack (torch.jit.script in
-            # pytorchvideo, torchvision's _transforms_video); nothing a user of this package can act on.
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._", category=UserWarning)
-            return importlib.import_module(module)
-    except Exception as err:  # ImportError, or any error PySlowFast raises while importing itself
-        logger.debug("%s not importable: %s", module, err)
-        return None
-
-
 def _register_into(registry, name: str, obj: Any) -> None:
     """Add ``obj`` to an fvcore registry unless the name is taken (by it or by PySlowFast's own)."""
     if name not in registry:
@@ -213,67 +195,26 @@ def register() -> bool:
         (PySlowFast absent, or failing to import, e.g. without detectron2).
     """
     reached = 0
-    models = _import("slowfast.models.build")
+    models = optional.import_optional("slowfast.models.build")
     if models is not None:
         for name, obj in MODEL:
             _register_into(models.MODEL_REGISTRY, name, obj)
         reached += 1
-    losses = _import("slowfast.models.losses")
+    losses = optional.import_optional("slowfast.models.losses")
     if losses is not None and isinstance(getattr(losses, "_LOSSES", None), dict):
         for name, _ in LOSS:
             if name in NOT_LOSSES:
                 continue
             module = LOSS_MODULES.get(name)
             if module is None:
-                logger.warning("loss %r has no PySlowFast adapter in slowfast_bridge.LOSS_MODULES", name)
+                logger.warning("loss %r has no PySlowFast adapter in interop.pyslowfast.LOSS_MODULES", name)
             elif losses._LOSSES.setdefault(name, module) is not module:
                 logger.debug("PySlowFast's loss table already has %r: kept its own", name)
         reached += 1
-    datasets = _import("slowfast.datasets.build")
+    datasets = optional.import_optional("slowfast.datasets.build")
     if datasets is not None:
         for name, cls in DATASET:
             for alias in pyslowfast_dataset_names(name.lower()):
                 _register_into(datasets.DATASET_REGISTRY, alias, cls)
         reached += 1
     return reached == 3
-
-
-# ---------------------------------------------------------------------------------------------------- #
-# Config
-# ---------------------------------------------------------------------------------------------------- #
-def pyslowfast_default_cfg() -> Optional[CfgNode]:
-    """PySlowFast's ``slowfast.config.defaults.get_cfg()``, or None when it is not importable.
-
-    Needs only ``slowfast.config`` (not detectron2 or pytorchvideo).
-    """
-    defaults = _import("slowfast.config.defaults")
-    return None if defaults is None else defaults.get_cfg()
-
-
-def _add_missing(dst: CfgNode, src: CfgNode, prefix: str, added: List[str]) -> None:
-    for name, value in src.items():
-        if name not in dst:
-            dst[name] = value
-            added.extend(_leaves(value, prefix + name))
-        elif isinstance(value, CfgNode) and isinstance(dst[name], CfgNode):
-            _add_missing(dst[name], value, prefix + name + ".", added)
-
-
-def _leaves(value: Any, key: str) -> List[str]:
-    if not isinstance(value, CfgNode):
-        return [key]
-    return [leaf for name, child in value.items() for leaf in _leaves(child, f"{key}.{name}")]
-
-
-def add_pyslowfast_keys(cfg: CfgNode) -> List[str]:
-    """Add every key of PySlowFast's default config that ``cfg`` lacks, with PySlowFast's default, in
-    place. Keys ``cfg`` has keep their values (so our defaults stay ours).
-
-    Returns:
-        The dotted leaf keys added; empty when PySlowFast's config is not importable.
-    """
-    reference = pyslowfast_default_cfg()
-    added: List[str] = []
-    if reference is not None:
-        _add_missing(cfg, reference, "", added)
-    return added
