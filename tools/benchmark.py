@@ -247,7 +247,7 @@ def bench_train(cfg, iters: int) -> dict:
     """
     device = get_device(cfg.NUM_GPUS)
     model = build_model_on(cfg, device)
-    optimizer = construct_optimizer(model, cfg)
+    optimizer = construct_optimizer(model, cfg, model.lr_scales)
     num_videos = len(build_dataset(cfg, "train"))
     warmup = max(1, int(cfg.DATA_LOADER.NUM_WORKERS))
     samples = cfg.TRAIN.BATCH_SIZE * (warmup + 2 * iters)
@@ -341,7 +341,7 @@ def _ssl_step_memory(cfg, rho: int, sequential: bool, iters: int) -> dict:
     cfg.CONTRASTIVE.SEQUENTIAL = sequential
     device = get_device(cfg.NUM_GPUS)
     model = build_model_on(cfg, device).train()
-    optimizer = construct_optimizer(model, cfg)
+    optimizer = construct_optimizer(model, cfg, model.lr_scales)
     views = 2 if rho == 1 else rho
     shape = (cfg.TRAIN.BATCH_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES,
              cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
@@ -424,7 +424,7 @@ def _step_stats(cfg, overrides: Dict[str, object], iters: int, warmup: int) -> d
     torch.manual_seed(cfg.RNG_SEED)
     device = get_device(cfg.NUM_GPUS)
     model = build_model_on(cfg, device).train()
-    optimizer = construct_optimizer(model, cfg)
+    optimizer = construct_optimizer(model, cfg, model.lr_scales)
     batch = _random_train_batch(cfg, device)
     base = _memory_baseline(device)
     times = [_timed_step(model, optimizer, batch, cfg) for _ in range(warmup + iters)][warmup:]
@@ -472,7 +472,7 @@ def bench_memory_format(cfg, iters: int, warmup: int, rounds: int) -> dict:
     device = get_device(cfg.NUM_GPUS)
     plain = build_model(cfg).to(device).train()
     fast = to_channels_last(copy.deepcopy(plain))
-    runs = {name: (model, construct_optimizer(model, cfg), []) for name, model in
+    runs = {name: (model, construct_optimizer(model, cfg, model.lr_scales), []) for name, model in
             (("contiguous", plain), ("channels_last", fast))}
     batch = _random_train_batch(cfg, device)
     for model, optimizer, _ in runs.values():
