@@ -22,6 +22,7 @@ datasets into its tables (:func:`stica_slowfast.interop.pyslowfast.register`).
 """
 
 import importlib
+import threading
 from typing import Dict, Iterator, Tuple
 
 from fvcore.common.registry import Registry
@@ -43,17 +44,27 @@ class LazyRegistry(Registry):
         super().__init__(name)
         self.__doc__ = doc
         self._loaded = False
+        self._loading = False
+        self._lock = threading.RLock()  # another thread's lookup waits for the imports to finish
 
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
-        for module in REGISTERING_MODULES[self._name]:
-            imported = importlib.import_module(module)
-            if self._name == "LOSS":  # pure functions do not register themselves
-                for name in imported.__all__:
-                    if name not in self._obj_map:
-                        self._do_register(name, getattr(imported, name))
+        with self._lock:
+            # A lookup made while a registering module is being imported sees what is registered so far.
+            if self._loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                for module in REGISTERING_MODULES[self._name]:
+                    imported = importlib.import_module(module)
+                    if self._name == "LOSS":  # pure functions do not register themselves
+                        for name in imported.__all__:
+                            if name not in self._obj_map:
+                                self._do_register(name, getattr(imported, name))
+                self._loaded = True  # only after every import succeeded: a failed one is retried
+            finally:
+                self._loading = False
 
     def get(self, name: str):
         self._load()

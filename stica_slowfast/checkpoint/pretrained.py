@@ -11,8 +11,9 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 from torch import nn
 
-from .io import load_model_state, read_checkpoint
 from stica_slowfast.utils.misc import strip_ddp_prefix, unwrap
+
+from .io import load_model_state, read_checkpoint
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 

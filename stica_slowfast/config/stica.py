@@ -82,7 +82,7 @@ def add_solver_config(stica: CfgNode) -> None:
 
 def add_synthetic_config(stica: CfgNode) -> None:
     stica.SYNTHETIC = CfgNode()
-    # Generate the synthetic audio-visual dataset (stica_slowfast.data.synthetic) into
+    # Generate the synthetic audio-visual dataset (stica_slowfast.synthetic) into
     # OUTPUT_DIR/synthetic_data when DATA.PATH_TO_DATA_DIR is empty (the demo configs). The class
     # count is MODEL.NUM_CLASSES (1 to 120: each class needs its own shape x trajectory and tone).
     stica.SYNTHETIC.ENABLE = False

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch import nn
 
+from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint
 from stica_slowfast.data import construct_loader
 from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
 from stica_slowfast.models.api import contract
@@ -24,7 +25,6 @@ from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
 from stica_slowfast.utils.misc import move_to_device
 
-from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint
 from .meters import TestMeter, aggregate_views
 from .setup import build_model_on, setup_process
 

@@ -217,7 +217,8 @@ class StepLogs:
 
     def add(self, values: Mapping[str, Union[float, torch.Tensor]]) -> None:
         """Record one step's scalars (tensors are kept, detached, on their device)."""
-        self._pending.append({k: v.detach().reshape(()) if torch.is_tensor(v) else float(v)
+        # A copy: a logged buffer must be read as it is now, not at the flush.
+        self._pending.append({k: v.detach().reshape(()).clone() if torch.is_tensor(v) else float(v)
                               for k, v in values.items()})
 
     def flush(self) -> None:

@@ -14,6 +14,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from stica_slowfast.data import construct_loader, shuffle_dataset
 from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
 from stica_slowfast.models.api import contract
@@ -21,7 +22,6 @@ from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
 from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
 
-from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import StepLogs
 from .optim import construct_optimizer, get_lr_at_epoch, optimizer_step, set_lr
@@ -147,6 +147,7 @@ def train_epoch(
             epoch were bad (same decision on every rank: the counts are all-reduced first).
     """
     step_module.train()
+    hooks = contract(model)  # checked once, called every step
     num_iters = len(loader)
     max_steps = num_iters * cfg.SOLVER.MAX_EPOCH
     logs = StepLogs(cfg.LOG_PERIOD)
@@ -170,7 +171,7 @@ def train_epoch(
         loss_value = loss.item()  # the step's one host sync; a NaN must stop before the update
         _check_finite_loss(loss_value, epoch, it, cfg)
         optimizer_step(loss, model, optimizer, scaler, cfg)
-        contract(model).on_step_end(epoch * num_iters + it + 1, max_steps)
+        hooks.on_step_end(epoch * num_iters + it + 1, max_steps)
 
         # The method's other logs stay on the device until the next flush.
         logs.add({"loss": loss_value, **{k: v for k, v in out.items() if k != "loss"}})

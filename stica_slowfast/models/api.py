@@ -19,8 +19,10 @@ When each member is read (B batch, K classes, D feature size)::
                model.forward_features(x) -> (B, D)   linear-probe features, kNN, retrieval
     retrieval  audio_visual(model)                   embed_video / embed_audio -> (B, E), or None
 
-``forward_train``'s log values are tensors (0-dim, detached): the engine moves them to the host once
-per ``LOG_PERIOD``, so a method adds no host sync to the step.
+``forward_train``'s log values are 0-dim detached tensors (or numbers already on the host, e.g. a
+momentum): the engine moves the tensors to the host once per ``LOG_PERIOD``, so a method adds no host
+sync to the step. Every step of a run must return the same log names (the epoch's averages are
+all-reduced over processes name by name).
 """
 
 from typing import Dict, Mapping, Optional, Protocol, runtime_checkable
@@ -52,7 +54,8 @@ class Model(Protocol):
         """Pooled features ``(B, D)`` of ``batch[input_key]`` views (probes, kNN, retrieval)."""
 
     def forward_train(self, batch: Dict) -> Dict[str, torch.Tensor]:
-        """One step: ``{"loss": scalar tensor with graph, other logs: detached scalar tensors}``."""
+        """One step: ``{"loss": scalar tensor with graph, log name: 0-dim detached tensor or number}``,
+        the same names at every step."""
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before epoch ``epoch``'s (0-based) first step."""

@@ -10,14 +10,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 from stica_slowfast.registry import MODEL
 
 from .api import ModelBase
 from .build import build_backbone
 from .configurable import configurable
-from .heads import ClassifierHead
-from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 from .encoder import feature_map_tokens
+from .heads import ClassifierHead
 from .temporal import temporal_pooling_from_config
 
 __all__ = ["VideoClassifier"]

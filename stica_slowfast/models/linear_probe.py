@@ -14,12 +14,12 @@ queue). The training step, the loss and the forward pass are :class:`VideoClassi
 import torch
 import torch.nn as nn
 
+from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 from stica_slowfast.registry import MODEL
 
 from .build import build_audio_backbone
 from .classifier import VideoClassifier
 from .configurable import configurable
-from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 
 __all__ = ["LinearProbe", "AudioLinearProbe", "load_backbone_from_ssl_checkpoint"]
 

@@ -211,3 +211,15 @@ def test_byol_predictor_lr_mult_gives_the_predictor_its_own_lr():
         in_predictor = {id(p) in predictor for p in group["params"]}
         assert len(in_predictor) == 1  # a group is all predictor or all the rest
         assert group.get("lr_scale", 1.0) == (10.0 if in_predictor.pop() else 1.0)
+
+
+def test_the_encoders_follow_the_model_through_copies_and_conversions():
+    """The encoders hold no modules of their own: after a deep copy or a SyncBatchNorm conversion they
+    run the modules the state dict holds."""
+    model = build_model(_cfg("RhoBYOL"))
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    for m in (copy.deepcopy(model), synced):
+        assert m.encoder.backbone is m.backbone and m.encoder.projector is m.projector
+        assert m.target_encoder.backbone is m.target["backbone"] and m.target_encoder.projector is m.target["projector"]
+    assert any(isinstance(layer, torch.nn.SyncBatchNorm) for layer in synced.encoder.projector.modules())
+    assert not any(k.startswith(("encoder.", "target_encoder.")) for k in model.state_dict())

@@ -53,7 +53,8 @@ def mlp_norm(bn_mlp: bool, bn_sync_mlp: bool) -> Optional[Callable[..., nn.Modul
 def pair_mean(queries: torch.Tensor, targets: torch.Tensor, loss: PairLoss) -> torch.Tensor:
     """Mean over ordered pairs (a, b), a != b, of ``loss(queries[a], targets[b])``; queries
     ``(rho, B, D)``, targets ``(rho, B, D')`` (what each clip is the target of: embeddings, keys, codes)."""
-    pairs = ordered_pairs(targets.shape[0])
+    queries, targets = queries.unbind(0), targets.unbind(0)  # (rho, B, D) -> rho x (B, D)
+    pairs = ordered_pairs(len(targets))
     return sum(loss(queries[a], targets[b]) for a, b in pairs) / len(pairs)
 
 

@@ -119,7 +119,8 @@ class RhoSwAV(RhoSSLBase):
         def pair_loss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
             return swav_loss(s, c, temperature=self.temperature)
 
-        crop_scores = out.crops_of() @ weight.T  # (N, rho, B, D) @ (D, K) -> (N, rho, B, K)
+        crops = out.crops_of()  # (N, rho, B, D), N = 0 without Feature Crop
+        crop_scores = crops @ weight.T if len(crops) else crops  # (N, rho, B, D) @ (D, K) -> (N, rho, B, K)
         loss, logs = with_crop_term(pair_mean(scores, codes, pair_loss), crop_scores, codes, pair_loss)
         return {"loss": loss, "prototypes_frozen": float(self.prototypes_frozen), **logs}
 
