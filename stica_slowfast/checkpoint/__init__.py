@@ -2,29 +2,8 @@
 and another run's weights taken into a model (:mod:`.pretrained`). Used by the engine and the models;
 imports neither."""
 
-from .io import (
-    CheckpointMismatchError,
-    checkpoint_dir,
-    checkpoint_path,
-    get_last_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_model_state,
-    read_checkpoint,
-    save_checkpoint,
-)
-from .pretrained import load_backbone_from_ssl_checkpoint, load_pool_if_present
+from . import io, pretrained
+from .io import *  # noqa: F401,F403  (the names of io.__all__)
+from .pretrained import *  # noqa: F401,F403  (the names of pretrained.__all__)
 
-__all__ = [
-    "CheckpointMismatchError",
-    "checkpoint_dir",
-    "checkpoint_path",
-    "list_checkpoints",
-    "get_last_checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_model_state",
-    "read_checkpoint",
-    "load_backbone_from_ssl_checkpoint",
-    "load_pool_if_present",
-]
+__all__ = [*io.__all__, *pretrained.__all__]
