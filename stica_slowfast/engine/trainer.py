@@ -173,8 +173,9 @@ def train_epoch(
         optimizer_step(loss, model, optimizer, scaler, cfg)
         hooks.on_step_end(epoch * num_iters + it + 1, max_steps)
 
-        # The method's other logs stay on the device until the next flush.
-        logs.add({"loss": loss_value, **{k: v for k, v in out.items() if k != "loss"}})
+        # The method's other scalar logs stay on the device until the next flush.
+        logs.add({"loss": loss_value,
+                  **{k: v for k, v in out.items() if k != "loss" and not isinstance(v, (dict, list))}})
         iter_time = time.perf_counter() - tick
         tick = time.perf_counter()
         if progress is not None:
