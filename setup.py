@@ -30,6 +30,8 @@ setup(
         "fvcore>=0.1.5",
         "iopath>=0.1.9",
         "av>=11",
+        # Batched per-clip colour and blur ops on the training device (STICA.AUG.DEVICE).
+        "kornia>=0.7.1",
         "numpy",
         "pyyaml",
         "simplejson",

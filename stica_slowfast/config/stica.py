@@ -116,6 +116,17 @@ def add_ssl_aug_config(stica: CfgNode) -> None:
     stica.SSL_AUG.BLUR_PROB = 0.5
 
 
+def add_aug_config(stica: CfgNode) -> None:
+    """Where the per-clip appearance augmentation runs (stica_slowfast.data.appearance)."""
+    stica.AUG = CfgNode()
+    # Where flip, colour jitter, grayscale, blur and normalisation are applied; the data-loader worker
+    # always crops and draws their parameters (from the sample's seed), so a sample is the same either
+    # way. "worker": in the worker, one clip at a time, as float. "device": the worker returns uint8
+    # crops and the training device applies the parameters to the whole batch (a quarter of the bytes
+    # to copy and pin; batched float work). "auto": "device" when training on GPUs, "worker" on CPU.
+    stica.AUG.DEVICE = "auto"
+
+
 def add_swav_config(stica: CfgNode) -> None:
     """RhoSwAV keys PySlowFast has no name for (it hard-codes them)."""
     stica.SWAV = CfgNode()
@@ -280,6 +291,7 @@ def add_stica_config(cfg: CfgNode) -> CfgNode:
     add_solver_config(cfg.STICA)
     add_synthetic_config(cfg.STICA)
     add_ssl_aug_config(cfg.STICA)
+    add_aug_config(cfg.STICA)
     add_swav_config(cfg.STICA)
     add_byol_config(cfg.STICA)
     add_eval_config(cfg.STICA)

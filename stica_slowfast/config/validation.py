@@ -14,6 +14,7 @@ _CHOICES = {
     "TEST.NUM_SPATIAL_CROPS": (1, 3),
     "STICA.AUDIO.FEATURE": ("log_spectrogram", "waveform"),
     "STICA.AUDIO.MISSING": ("skip", "zeros"),
+    "STICA.AUG.DEVICE": ("worker", "device", "auto"),
     "STICA.POOL.TYPE": ("gap", "transformer"),
     "STICA.FEATURE_CROP.SPACE": ("feature", "input"),
     "STICA.SOLVER.AMP_DTYPE": ("bfloat16", "float16"),

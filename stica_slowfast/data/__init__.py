@@ -6,6 +6,7 @@ Importing this package registers the datasets ``kinetics``, ``ucf101`` and ``hmd
 :data:`stica_slowfast.registry.DATASET`.
 """
 
+from .appearance import ClipAppearance, prepare_batch
 from .audio import (
     AudioTransform,
     build_audio_transform,
@@ -47,6 +48,7 @@ from .loader import (
 )
 from .transforms import (
     RandomShortSideScaleCrop,
+    augments_on_device,
     ShortSideSpatialCrop,
     VideoTransform,
     build_test_transform,
@@ -61,6 +63,7 @@ __all__ = [
     "DecodeError", "DecodedClips", "VideoFile", "VideoOpener", "open_video", "decode_clips", "get_duration",
     "get_clip_starts",
     "build_dataset", "construct_loader", "shuffle_dataset", "per_process_batch_size", "SeededSampler",
+    "ClipAppearance", "prepare_batch", "augments_on_device",
     "VideoTransform", "RandomShortSideScaleCrop", "ShortSideSpatialCrop",
     "build_train_transform", "build_test_transform", "build_transforms_from_cfg",
     "AudioTransform", "build_audio_transform", "log_spectrogram", "mel_filterbank", "spec_augment",

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from stica_slowfast.data.appearance import PARAM_KEY
 from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.bad_input import check_bad_lines, count_reasons, describe_counts
 from stica_slowfast.data.decoding import DecodeError, VideoOpener, get_clip_starts, open_video
-from stica_slowfast.data.transforms import build_transforms_from_cfg
+from stica_slowfast.data.transforms import augments_on_device, build_transforms_from_cfg
 from stica_slowfast.registry import DATASET
 from stica_slowfast.utils.io import PathManager
 
@@ -306,7 +307,9 @@ class VideoDataset(torch.utils.data.Dataset):
 
     Each item is a dict:
 
-    * ``"video"``: list of V float tensors (C, T, h, w);
+    * ``"video"``: list of V float tensors (C, T, h, w); with ``STICA.AUG.DEVICE`` resolving to the
+      device, uint8 crops (C, T, h, w) instead, and their appearance parameters in ``"video_aug"``
+      (V dicts, :mod:`stica_slowfast.data.appearance`) for :func:`~stica_slowfast.data.appearance.prepare_batch`;
     * ``"audio"`` (only with ``STICA.AUDIO.ENABLE``): list of V float32 log spectrograms (1, F, Ta)
       (``stica_slowfast.data.audio``), or (S,) waveforms at ``STICA.AUDIO.SAMPLE_RATE`` with
       ``STICA.AUDIO.FEATURE "waveform"``; each of ``STICA.AUDIO.DURATION`` seconds (default: the
@@ -387,6 +390,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.transforms = build_transforms_from_cfg(cfg, sampling)
         if sampling == "train":  # the random transform, applied once per crop (a new draw each call)
             self.transforms = self.transforms * int(d.TRAIN_CROP_NUM_SPATIAL)
+        # STICA.AUG.DEVICE: views leave as uint8 crops with their appearance parameters ("video_aug"),
+        # for the device to apply (stica_slowfast.data.appearance.prepare_batch).
+        self.aug_on_device = augments_on_device(cfg)
         self.crop_size = int(d.TRAIN_CROP_SIZE if sampling == "train" else d.TEST_CROP_SIZE)
         self.num_channels = len(d.MEAN)
         self._rng_key: Optional[Tuple[int, int]] = None
@@ -443,17 +449,24 @@ class VideoDataset(torch.utils.data.Dataset):
                 starts, num_frames=self.num_frames, frame_step=self.frame_step,
                 audio_rate=self.audio_rate,
                 audio_duration=self.audio_duration if self.audio_rate is not None else None)
-        videos, audios = [], []
+        videos, audios, params = [], [], []
         for c, frames in enumerate(clips.video):
             # One audio feature per clip (one augmentation draw), shared by its spatial views.
             audio = self.audio_transform(clips.audio[c]) if clips.audio is not None else None
             # Temporal-major: all spatial views of clip c before clip c + 1. Each call of the train
             # transform draws new parameters, so every clip gets its own augmentation.
             for transform in self.transforms:
-                videos.append(transform(frames))
+                if self.aug_on_device:
+                    crop, drawn = transform.crop_and_draw(frames)
+                    videos.append(crop)
+                    params.append(drawn)
+                else:
+                    videos.append(transform(frames))
                 if audio is not None:
                     audios.append(audio)
         sample = {"video": videos, "label": int(label), "index": int(index)}
+        if self.aug_on_device:
+            sample[PARAM_KEY] = params
         if self.audio_rate is not None:
             sample["audio"] = audios
         return sample
@@ -461,8 +474,12 @@ class VideoDataset(torch.utils.data.Dataset):
     def _invalid_sample(self, index: int) -> Dict[str, object]:
         """Zeros of the right shapes for a test video that cannot be decoded."""
         shape = (self.num_channels, self.num_frames, self.crop_size, self.crop_size)
-        sample = {"video": [torch.zeros(shape) for _ in range(self.num_views)],
+        dtype = torch.uint8 if self.aug_on_device else torch.float32
+        sample = {"video": [torch.zeros(shape, dtype=dtype) for _ in range(self.num_views)],
                   "label": int(self.items[index][1]), "index": int(index)}
+        if self.aug_on_device:
+            views = (t for _ in range(self.num_clips) for t in self.transforms)  # temporal-major
+            sample[PARAM_KEY] = [t.appearance.identity() for t in views]
         if self.audio_rate is not None:
             shape = self.audio_transform.output_shape(self.audio_samples)
             sample["audio"] = [torch.zeros(shape) for _ in range(self.num_views)]

@@ -1,20 +1,21 @@
 """Per-clip video transforms on ``torchvision.transforms.v2`` (cfg-free builders + a cfg helper).
 
-A clip enters as the decoder's uint8 ``(T, H, W, C)`` tensor and leaves as normalised float
-``(C, T, H, W)``. Inside, the clip is a ``tv_tensors.Video`` ``(T, C, H, W)``, so v2 draws ONE set of
-random parameters per call and applies it to every frame of the clip; calling the transform once per
-clip gives each clip its own augmentation.
+A clip enters as the decoder's uint8 ``(T, H, W, C)`` tensor. Inside, it is a ``tv_tensors.Video``
+``(T, C, H, W)``, so v2 draws ONE set of random parameters per call and applies it to every frame of
+the clip; calling the transform once per clip gives each clip its own augmentation::
 
-::
+    uint8 (T, H, W, C) -> Video (T, C, H, W) -> crop+resize (uint8)              [geometry, worker]
+        -> draw flip / colour jitter / grayscale / blur parameters                [worker]
+        -> flip -> float [0, 1] -> [colour jitter] -> [grayscale] -> [blur] -> normalise
+                                                                  [appearance: worker or device]
+        -> (C, T, h, w)
 
-    uint8 (T, H, W, C) -> Video (T, C, H, W) -> crop+resize (uint8) -> flip (uint8)
-        -> float [0, 1] -> [colour jitter (p)] -> [grayscale (p)] -> [Gaussian blur (p)]
-        -> normalise -> (C, T, h, w)
-
-The bracketed steps are the per-clip SSL appearance augmentation of rho-clip SSL (Feichtenhofer et al.,
-"A Large-Scale Study on Unsupervised Spatiotemporal Representation Learning", arXiv 2104.14558):
-colour jitter (brightness/contrast/saturation 0.4, hue 0.1) with probability 0.8, grayscale with
-probability 0.2 and an optional Gaussian blur. They run on float [0, 1] frames, as in PySlowFast.
+The appearance step is :class:`~stica_slowfast.data.appearance.ClipAppearance` (the per-clip SSL
+augmentation of rho-clip SSL, arXiv 2104.14558): :meth:`VideoTransform.__call__` runs it in the worker
+and returns float; :meth:`VideoTransform.crop_and_draw` stops after the draw and returns the uint8 crop
+with its parameters, for the training device to apply to the whole batch
+(:func:`~stica_slowfast.data.appearance.prepare_batch`). Both draw the same random numbers in the same
+order, so a sample is the same either way.
 
 Cropping happens before resizing and before the float conversion, so the expensive steps only touch
 the pixels that are kept.
@@ -22,16 +23,17 @@ the pixels that are kept.
 Symbols: T frames, C channels, H, W input size, h = w = crop size.
 """
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from stica_slowfast.data.appearance import ClipAppearance
+
 __all__ = [
-    "GaussianBlurVideo",
-    "RandomGrayscaleVideo",
+    "augments_on_device",
     "RandomShortSideScaleCrop",
     "ShortSideSpatialCrop",
     "VideoTransform",
@@ -115,112 +117,39 @@ class ShortSideSpatialCrop(v2.Transform):
                                  size=[self.crop_size, self.crop_size], antialias=True)
 
 
-class GaussianBlurVideo(v2.Transform):
-    """Gaussian blur of a clip with one random sigma per clip, in space and optionally in time.
-
-    PySlowFast's ``GaussianBlurVideo`` convention: index 0 of ``sigma_min``/``sigma_max`` is the
-    temporal sigma (in frames), index 1 the spatial sigma (in pixels, the same along H and W). Each
-    sigma is drawn uniformly in [min, max] per call; a dimension whose max is 0 is left alone. The
-    kernel radius is ``round(4 * sigma)`` (scipy's ``gaussian_filter`` default), capped by the frame
-    size; borders are reflected in space and the edge frames repeated in time.
-
-    Args:
-        sigma_min: [temporal, spatial] lower bounds, >= 0.
-        sigma_max: [temporal, spatial] upper bounds, >= the matching lower bound.
-    """
-
-    def __init__(self, *, sigma_min: Sequence[float] = (0.0, 0.1),
-                 sigma_max: Sequence[float] = (0.0, 2.0)):
-        super().__init__()
-        if len(sigma_min) != 2 or len(sigma_max) != 2:
-            raise ValueError(f"sigma_min/sigma_max must be [temporal, spatial], got "
-                             f"{list(sigma_min)}, {list(sigma_max)}")
-        if any(not 0 <= lo <= hi for lo, hi in zip(sigma_min, sigma_max)):
-            raise ValueError(f"need 0 <= sigma_min <= sigma_max, got {list(sigma_min)}, {list(sigma_max)}")
-        self.sigma_min = [float(v) for v in sigma_min]
-        self.sigma_max = [float(v) for v in sigma_max]
-
-    def make_params(self, flat_inputs: List[Any]) -> Dict[str, Any]:
-        sigmas = [lo + (hi - lo) * float(torch.rand(1)) if hi > 0 else 0.0
-                  for lo, hi in zip(self.sigma_min, self.sigma_max)]
-        return dict(sigma_t=sigmas[0], sigma_s=sigmas[1])
-
-    def transform(self, inpt: Any, params: Dict[str, Any]) -> Any:
-        out = inpt
-        height, width = out.shape[-2:]
-        radius = min(round(4 * params["sigma_s"]), min(height, width) - 1)
-        if params["sigma_s"] > 0 and radius > 0:
-            out = self._call_kernel(F.gaussian_blur, out, kernel_size=[2 * radius + 1] * 2,
-                                    sigma=[params["sigma_s"]] * 2)
-        if params["sigma_t"] > 0:
-            out = _temporal_blur(out, params["sigma_t"])
-        return out
-
-
-class RandomGrayscaleVideo(v2.RandomGrayscale):
-    """``v2.RandomGrayscale`` that also converts ``tv_tensors.Video``.
-
-    torchvision 0.29 registers no video kernel for ``rgb_to_grayscale``, so ``v2.RandomGrayscale``
-    and ``v2.Grayscale`` silently pass a Video through unchanged. The image kernel works on any
-    ``(..., 3, H, W)`` tensor, so it is applied to the (T, C, H, W) clip as a plain tensor: ITU-R 601
-    luma, copied to every input channel.
-
-    Args:
-        p: probability in [0, 1] that a clip is converted.
-    """
-
-    def transform(self, inpt: Any, params: Dict[str, Any]) -> Any:
-        if not isinstance(inpt, tv_tensors.Video):
-            return super().transform(inpt, params)
-        out = F.rgb_to_grayscale_image(inpt.as_subclass(torch.Tensor),
-                                       num_output_channels=params["num_input_channels"])
-        return tv_tensors.wrap(out, like=inpt)
-
-
-def _temporal_blur(video: torch.Tensor, sigma: float) -> torch.Tensor:
-    """1-D Gaussian along dim 0 of a (T, C, H, W) clip, edge frames repeated; keeps type and dtype."""
-    num_frames = video.shape[0]
-    radius = min(round(4 * sigma), num_frames - 1)
-    if radius == 0:
-        return video
-    taps = torch.arange(-radius, radius + 1)
-    weights = torch.exp(-0.5 * (taps / sigma) ** 2)
-    weights = weights / weights.sum()
-    x = video.as_subclass(torch.Tensor)
-    xf = x if x.is_floating_point() else x.float()
-    out = torch.zeros_like(xf)
-    for tap, w in zip(taps.tolist(), weights.tolist()):  # one tap at a time: O(T C H W) memory
-        src = (torch.arange(num_frames) + tap).clamp(0, num_frames - 1)
-        out += w * xf[src]
-    if not x.is_floating_point():
-        out = out.round_().clamp_(0, torch.iinfo(x.dtype).max).to(x.dtype)
-    return tv_tensors.wrap(out, like=video) if isinstance(video, tv_tensors.TVTensor) else out
-
-
 class VideoTransform:
-    """Apply a v2 pipeline to a decoded clip: uint8 (T, H, W, C) -> float (C, T, h, w).
+    """A decoded clip through its crop and its appearance augmentation.
 
     Args:
-        spatial: v2 transform on a ``tv_tensors.Video`` (T, C, H, W), uint8 in and float out.
+        geometry: v2 transform of a ``tv_tensors.Video`` (T, C, H, W) uint8 to its crop (T, C, h, w),
+            still uint8 (crop + resize).
+        appearance: the clip's flip / colour / blur draw and normalisation.
     """
 
-    def __init__(self, spatial: v2.Transform):
-        self.spatial = spatial
+    def __init__(self, geometry: v2.Transform, appearance: ClipAppearance):
+        self.geometry, self.appearance = geometry, appearance
 
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+    def _crop(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> its crop, uint8 (T, C, h, w)."""
         if frames.ndim != 4:
             raise ValueError(f"expected a (T, H, W, C) clip, got shape {tuple(frames.shape)}")
         video = tv_tensors.Video(frames.permute(0, 3, 1, 2))  # (T, H, W, C) -> (T, C, H, W), a view
-        out = self.spatial(video)
+        return self.geometry(video)
+
+    def crop_and_draw(self, frames: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """uint8 (T, H, W, C) -> its crop, uint8 (C, T, h, w) contiguous, and its appearance parameters
+        (drawn, not applied: the device applies them)."""
+        crop = self._crop(frames).as_subclass(torch.Tensor)
+        return crop.permute(1, 0, 2, 3).contiguous(), self.appearance.draw()
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> normalised float (C, T, h, w), augmented here."""
+        out = self.appearance.apply(self._crop(frames), self.appearance.draw())
         # (T, C, h, w) -> (C, T, h, w); contiguous so batches stack without strided copies later.
-        return out.as_subclass(torch.Tensor).permute(1, 0, 2, 3).contiguous()
+        return out.permute(1, 0, 2, 3).contiguous()
 
     def __repr__(self) -> str:
-        return f"VideoTransform({self.spatial})"
-
-
-def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> List[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+        return f"VideoTransform({self.geometry}, {self.appearance})"
 
 
 def build_train_transform(
@@ -261,20 +190,15 @@ def build_train_transform(
         blur_prob: probability in [0, 1] of a Gaussian blur (0 = off; also off when both maxima
             of ``blur_sigma_max`` are 0).
         blur_sigma_min: [temporal (frames), spatial (pixels)] sigma lower bounds, see
-            :class:`GaussianBlurVideo`.
+            :class:`~stica_slowfast.data.appearance.GaussianBlurVideo`.
         blur_sigma_max: [temporal, spatial] sigma upper bounds.
         mean: per-channel mean of [0, 1] input.
         std: per-channel std of [0, 1] input.
 
     Returns:
-        A callable mapping uint8 (T, H, W, C) to float (C, T, crop_size, crop_size).
+        A :class:`VideoTransform`: called, uint8 (T, H, W, C) -> float (C, T, crop_size, crop_size);
+        its ``crop_and_draw`` leaves the appearance to the device.
     """
-    for name, p in (("color_jitter_prob", color_jitter_prob), ("grayscale_prob", grayscale_prob),
-                    ("blur_prob", blur_prob)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {p}")
-    if len(bri_con_sat) != 3:
-        raise ValueError(f"bri_con_sat must be [brightness, contrast, saturation], got {list(bri_con_sat)}")
     if len(scales_relative) > 0:
         if len(scales_relative) != 2:
             raise ValueError(f"scales_relative must be [min, max], got {list(scales_relative)}")
@@ -288,22 +212,11 @@ def build_train_transform(
             raise ValueError(f"jitter_scales must be [min, max], got {list(jitter_scales)}")
         crop = RandomShortSideScaleCrop(min_size=int(jitter_scales[0]),
                                         max_size=int(jitter_scales[1]), crop_size=crop_size)
-    steps = [crop]
-    if random_flip:
-        steps.append(v2.RandomHorizontalFlip(p=0.5))
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if color_jitter_prob > 0:
-        brightness, contrast, saturation = (float(v) for v in bri_con_sat)
-        jitter = v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation,
-                                hue=float(hue))
-        steps.append(jitter if color_jitter_prob >= 1 else v2.RandomApply([jitter], p=color_jitter_prob))
-    if grayscale_prob > 0:
-        steps.append(RandomGrayscaleVideo(p=grayscale_prob))
-    if blur_prob > 0 and max(blur_sigma_max) > 0:
-        blur = GaussianBlurVideo(sigma_min=blur_sigma_min, sigma_max=blur_sigma_max)
-        steps.append(blur if blur_prob >= 1 else v2.RandomApply([blur], p=blur_prob))
-    steps.append(v2.Normalize(mean=list(mean), std=list(std)))
-    return VideoTransform(v2.Compose(steps))
+    appearance = ClipAppearance(
+        random_flip=random_flip, color_jitter_prob=color_jitter_prob, bri_con_sat=bri_con_sat, hue=hue,
+        grayscale_prob=grayscale_prob, blur_prob=blur_prob, blur_sigma_min=blur_sigma_min,
+        blur_sigma_max=blur_sigma_max, mean=mean, std=std)
+    return VideoTransform(crop, appearance)
 
 
 def build_test_transform(
@@ -327,7 +240,9 @@ def build_test_transform(
         A callable mapping uint8 (T, H, W, C) to float (C, T, crop_size, crop_size).
     """
     crop = ShortSideSpatialCrop(crop_size=crop_size, spatial_idx=spatial_idx, num_crops=num_crops)
-    return VideoTransform(v2.Compose([crop] + _to_normalised_float(mean, std)))
+    return VideoTransform(crop, ClipAppearance(
+        random_flip=False, color_jitter_prob=0.0, bri_con_sat=(0.0, 0.0, 0.0), hue=0.0, grayscale_prob=0.0,
+        blur_prob=0.0, blur_sigma_min=(0.0, 0.0), blur_sigma_max=(0.0, 0.0), mean=mean, std=std))
 
 
 def _ssl_aug_kwargs(cfg) -> Dict[str, Any]:
@@ -378,3 +293,12 @@ def build_transforms_from_cfg(cfg, split: str) -> List[VideoTransform]:
         return [build_test_transform(crop_size=d.TEST_CROP_SIZE, spatial_idx=s, num_crops=n,
                                      mean=d.MEAN, std=d.STD) for s in range(n)]
     raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+
+
+def augments_on_device(cfg) -> bool:
+    """Whether the training device applies the appearance augmentation (``STICA.AUG.DEVICE``; "auto"
+    is "device" on GPUs and "worker" on the CPU). A cfg without the key augments in the worker."""
+    where = cfg.STICA.AUG.DEVICE if "STICA" in cfg and "AUG" in cfg.STICA else "worker"
+    if where == "auto":
+        return cfg.NUM_GPUS > 0
+    return where == "device"

@@ -17,13 +17,12 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint
-from stica_slowfast.data import construct_loader
+from stica_slowfast.data import construct_loader, prepare_batch
 from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
 from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import move_to_device
 
 from .meters import TestMeter, aggregate_views
 from .setup import build_model_on, setup_process
@@ -62,7 +61,7 @@ def evaluate(model: nn.Module, loader, cfg: CfgNode, device: torch.device) -> Di
     for batch in loader:
         if "skip_reasons" in batch:
             reasons[batch["index"]] = batch["skip_reasons"]
-        batch = move_to_device(batch, device, non_blocking=True)
+        batch = prepare_batch(batch, device)
         # V views of (B, C, T, H, W) (or spectrograms) -> logits (B, V, K)
         logits = torch.stack([model(view) for view in batch[input_key(model)]], dim=1)
         meter.update(batch["index"], aggregate_views(logits.float()), batch["label"], batch["valid"])

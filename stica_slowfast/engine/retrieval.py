@@ -25,11 +25,10 @@ import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from stica_slowfast.data import construct_loader
+from stica_slowfast.data import construct_loader, prepare_batch
 from stica_slowfast.models.api import audio_visual
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import log_json_stats
-from stica_slowfast.utils.misc import move_to_device
 
 from .evaluator import input_key, load_eval_model, write_metrics
 from .meters import topk_accuracies
@@ -132,7 +131,7 @@ def extract_features_each(
     try:
         for batch in loader:
             keep = batch["valid"].bool()
-            inputs = {key: move_to_device(batch[key], device, non_blocking=True) for key in keys}
+            inputs = prepare_batch(batch, device, keys)
             for name, enc in encoders.items():
                 feats = torch.stack([enc.encode(v).float() for v in inputs[enc.key]], dim=1)  # V x (B, D) -> (B, V, D)
                 if not keep_views:

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
-from stica_slowfast.data import construct_loader, shuffle_dataset
+from stica_slowfast.data import construct_loader, prepare_batch, shuffle_dataset
 from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
 from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.logging import drop_json_stats_after, log_json_stats
-from stica_slowfast.utils.misc import derive_seed, move_to_device, set_seed, unwrap
+from stica_slowfast.utils.misc import derive_seed, set_seed, unwrap
 
 from .evaluator import evaluate, predicts_labels, write_metrics
 from .meters import StepLogs
@@ -162,7 +162,7 @@ def train_epoch(
         if "skip_reasons" in batch:
             skip_counts += batch["skip_reasons"].sum(dim=0)  # (B, R) -> (R,)
         num_samples += len(batch["label"])
-        batch = move_to_device(batch, device, non_blocking=True)
+        batch = prepare_batch(batch, device)
         lr = get_lr_at_epoch(cfg, epoch + it / num_iters, cfg.TRAIN.BATCH_SIZE)
         set_lr(optimizer, lr)
         with autocast(cfg, device):

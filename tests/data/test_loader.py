@@ -139,7 +139,7 @@ def test_distributed_sampler_pads_evaluation_and_trims_training(data_dir, monkey
 
 def first_frame_levels(batch) -> list:
     """Mean level of the first frame of clip 0 of each sample: tells the drawn clip start."""
-    return [round(float(v[:, 0].mean()), 4) for v in batch["video"][0]]
+    return [round(float(v[:, 0].float().mean()), 4) for v in batch["video"][0]]
 
 
 def epoch_batches(loader, epoch, seed=None) -> list:
@@ -152,16 +152,19 @@ def assert_same_batches(got, want):
     for a, b in zip(got, want):
         assert a.keys() == b.keys()
         for key in a:
-            if isinstance(a[key], list):  # "video", "audio": one tensor per view
-                assert all(torch.equal(x, y) for x, y in zip(a[key], b[key])), key
+            if isinstance(a[key], list):  # "video", "audio": one tensor per view; "video_aug": a dict
+                for x, y in zip(a[key], b[key], strict=True):
+                    pairs = [(x[k], y[k]) for k in x] if isinstance(x, dict) else [(x, y)]
+                    assert all(torch.equal(u, v) for u, v in pairs), key
             else:
                 assert torch.equal(a[key], b[key]), key
 
 
-def test_samples_do_not_depend_on_workers_or_persistence(data_dir):
+@pytest.mark.parametrize("aug", ["worker", "device"])
+def test_samples_do_not_depend_on_workers_or_persistence(data_dir, aug):
     # Every video is the same file, so the samples differ only by their random draws (clip starts,
-    # crops, flips, audio). Batch 1, so that with 2 workers each loads every other sample.
-    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 1})
+    # crops, flips, colour, audio). Batch 1, so that with 2 workers each loads every other sample.
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 1, "STICA.AUG.DEVICE": aug, "DATA.SSL_COLOR_JITTER": True})
     want = [epoch_batches(construct_loader(cfg, "train"), epoch) for epoch in (0, 1)]
     assert [b["index"].item() for b in want[0]] != [b["index"].item() for b in want[1]]
     levels = [first_frame_levels(b) for b in want[0]]

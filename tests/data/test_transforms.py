@@ -110,7 +110,7 @@ def test_random_resized_crop_path():
     transform = build_train_transform(crop_size=32, scales_relative=(1.0, 1.0),
                                       aspect_relative=(1.5, 1.5), random_flip=False,
                                       mean=MEAN, std=STD)
-    assert isinstance(transform.spatial.transforms[0], v2.RandomResizedCrop)
+    assert isinstance(transform.geometry, v2.RandomResizedCrop)
     out = denormalise(transform(clip))
     ref = F.resize(clip.permute(0, 3, 1, 2), [32, 32], antialias=True).permute(1, 0, 2, 3)
     assert out.shape == (3, 4, 32, 32)
@@ -148,19 +148,19 @@ def test_transforms_from_cfg():
     cfg.TEST.NUM_SPATIAL_CROPS = 3
     clip = column_clip()
     (train,) = build_transforms_from_cfg(cfg, "train")
-    assert isinstance(train.spatial.transforms[0], RandomShortSideScaleCrop)
+    assert isinstance(train.geometry, RandomShortSideScaleCrop)
     assert train(clip).shape == (3, 4, 32, 32)
     (val,) = build_transforms_from_cfg(cfg, "val")
-    assert val.spatial.transforms[0].num_crops == 1
+    assert val.geometry.num_crops == 1
     tests = build_transforms_from_cfg(cfg, "test")
-    assert [t.spatial.transforms[0].spatial_idx for t in tests] == [0, 1, 2]
+    assert [t.geometry.spatial_idx for t in tests] == [0, 1, 2]
     assert all(t(clip).shape == (3, 4, 40, 40) for t in tests)
     cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE = [0.08, 1.0]
     cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.75, 1.3333]
     (train,) = build_transforms_from_cfg(cfg, "train")
-    assert isinstance(train.spatial.transforms[0], v2.RandomResizedCrop)
+    assert isinstance(train.geometry, v2.RandomResizedCrop)
     cfg.DATA.RANDOM_FLIP = False
     (train,) = build_transforms_from_cfg(cfg, "train")
-    assert not any(isinstance(t, v2.RandomHorizontalFlip) for t in train.spatial.transforms)
+    assert not train.appearance.random_flip
     with pytest.raises(ValueError):
         build_transforms_from_cfg(cfg, "eval")
