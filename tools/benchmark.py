@@ -5,10 +5,13 @@
         one-pass decoding of all test views of a video vs. one decode per clip
     python tools/benchmark.py loader --cfg CONFIG.yaml [--rhos 2 4] [--videos N] [--rounds N] [KEY VALUE ...]
         clips/s of one data-loader worker making train samples (rho clips, their audio, transforms)
-        with one-pass decoding vs. one open + seek + decode per clip, for each rho, and the ratios
+        with one-pass decoding vs. one open + seek + decode per clip, and with the appearance
+        augmentation in the worker vs. left to the device (and its cost there), for each rho; the
+        time split (decode / crop+resize / augmentation) and the ratios
     python tools/benchmark.py train --cfg CONFIG.yaml [--iters N] [KEY VALUE ...]
         training throughput (clips/s) and the share of time spent waiting for data; the loader alone
-        (DATA_LOADER.NUM_WORKERS workers) and the training step alone, and their ratio
+        (DATA_LOADER.NUM_WORKERS workers) and the training step alone (with the device's augmentation
+        under STICA.AUG.DEVICE device), and their ratio
     python tools/benchmark.py ssl_memory --cfg CONFIG.yaml [--rhos 1 2 3 4] [--iters N] [KEY VALUE ...]
         peak memory and time of one rho-clip SSL training step (MODEL.MODEL_NAME) for each rho,
         clips encoded together vs. CONTRASTIVE.SEQUENTIAL; each measurement in a fresh process
@@ -21,6 +24,7 @@
 """
 
 import argparse
+import collections
 import contextlib
 import copy
 import json
@@ -34,9 +38,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import av
 import torch
+from torch.utils.data import default_collate
 
 from stica_slowfast.config import ConfigError
-from stica_slowfast.data import construct_loader
+from stica_slowfast.data import augments_on_device, construct_loader, prepare_batch
 from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.datasets import SeededIndex, VideoDataset
 from stica_slowfast.data.decoding import (
@@ -56,7 +61,7 @@ from stica_slowfast.engine.trainer import amp_dtype, autocast
 from stica_slowfast.models import build_model, to_channels_last
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils.distributed import get_device
-from stica_slowfast.utils.misc import derive_seed, move_to_device
+from stica_slowfast.utils.misc import derive_seed
 from stica_slowfast.config.args import load_config_from_args, parse_args
 
 
@@ -90,32 +95,62 @@ def bench_decode(cfg, num_videos: int) -> dict:
 
 
 class _CountedVideo:
-    """An opened video as the datasets see it, adding the frames each decode takes to ``frames``."""
+    """An opened video as the datasets see it, adding the frames each decode takes to ``frames`` and
+    its seconds to ``seconds["decode"]``."""
 
-    def __init__(self, video: OpenedVideo, frames: List[int]):
-        self._video, self._frames = video, frames
+    def __init__(self, video: OpenedVideo, frames: List[int], seconds: Dict[str, float]):
+        self._video, self._frames, self._seconds = video, frames, seconds
 
     def __getattr__(self, name):  # path, duration, has_audio
         return getattr(self._video, name)
 
     def decode_clips(self, clip_starts: Sequence[float], **kwargs) -> DecodedClips:
+        start = time.perf_counter()
         clips = self._video.decode_clips(clip_starts, **kwargs)
+        self._seconds["decode"] += time.perf_counter() - start
         self._frames.append(clips.frames_decoded)
         return clips
 
 
 class _CountingOpener:
     """A dataset's ``opener``: opens videos with ``opener`` (one pass, or one decode per clip) and
-    keeps the video frames each sample decodes in :attr:`frames`."""
+    keeps the video frames each sample decodes in :attr:`frames`, and the seconds spent decoding
+    (with the open and the seeks) in :attr:`seconds`."""
 
     def __init__(self, opener: VideoOpener):
         self.opener = opener
         self.frames: List[int] = []
+        self.seconds: Dict[str, float] = collections.defaultdict(float)
 
     @contextlib.contextmanager
     def __call__(self, path: str, *, threads: bool = False) -> Iterator[_CountedVideo]:
+        start = time.perf_counter()
         with self.opener(path, threads=threads) as video:
-            yield _CountedVideo(video, self.frames)
+            self.seconds["decode"] += time.perf_counter() - start
+            yield _CountedVideo(video, self.frames, self.seconds)
+
+
+class _Timed:
+    """``fn`` adding its seconds to ``seconds[name]``."""
+
+    def __init__(self, fn, seconds: Dict[str, float], name: str):
+        self.fn, self.seconds, self.name = fn, seconds, name
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.seconds[self.name] += time.perf_counter() - start
+        return out
+
+
+def _time_the_steps(dataset: VideoDataset) -> None:
+    """Make ``dataset`` (opened by a :class:`_CountingOpener`) add the seconds of its crops and resizes
+    and of its appearance augmentation (draw + apply) to its opener's ``seconds``."""
+    seconds = dataset.opener.seconds
+    for transform in {id(t): t for t in dataset.transforms}.values():
+        transform.geometry = _Timed(transform.geometry, seconds, "crop_resize")
+        transform.appearance.draw = _Timed(transform.appearance.draw, seconds, "augmentation")
+        transform.appearance.apply = _Timed(transform.appearance.apply, seconds, "augmentation")
 
 
 def _video_stats(paths: Sequence[str]) -> Dict[str, object]:
@@ -136,59 +171,114 @@ def _video_stats(paths: Sequence[str]) -> Dict[str, object]:
             "keyframe_interval_s": round(statistics.mean(intervals), 3)}
 
 
-def _time_samples(dataset: VideoDataset, count: int, seed: int) -> Tuple[float, int]:
+def _time_samples(dataset: VideoDataset, count: int, seed: int) -> Tuple[float, int, Dict[str, float], list]:
     """Seconds to make samples 0 .. count - 1 of ``dataset`` as a data-loader worker does (decode and
-    transforms), and the video frames decoded (``dataset.opener`` is a :class:`_CountingOpener`).
+    transforms), the video frames decoded, the seconds per step (``dataset.opener`` is a
+    :class:`_CountingOpener`, the transforms timed by :func:`_time_the_steps`) and the samples.
     Sample ``i`` draws its clip starts and augmentation from seed (``seed``, ``i``), so datasets that
-    differ only in their opener make the same samples."""
+    differ only in their opener or in where they augment make the same samples."""
     counter: _CountingOpener = dataset.opener
     counter.frames.clear()
+    counter.seconds.clear()
     seeds = [derive_seed(seed, i) for i in range(count)]
     start = time.perf_counter()
-    for i in range(count):
-        dataset[SeededIndex(i, seeds[i])]
-    return time.perf_counter() - start, sum(counter.frames)
+    samples = [dataset[SeededIndex(i, seeds[i])] for i in range(count)]
+    return time.perf_counter() - start, sum(counter.frames), dict(counter.seconds), samples
+
+
+def _device_aug_seconds(samples: list, device: torch.device, repeats: int) -> float:
+    """Median seconds of :func:`prepare_batch` (the device's batched appearance augmentation, with the
+    copy to the device) of the device-mode ``samples`` collated as one batch, after a warm-up call."""
+    batch = default_collate(samples)
+    if device.type == "cuda":
+        batch = {**batch, "video": [v.pin_memory() for v in batch["video"]]}
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        out = prepare_batch(batch, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i > 0:
+            times.append(time.perf_counter() - start)
+        del out
+    return statistics.median(times)
+
+
+# Variants of the loader benchmark: (opener, where the appearance augmentation runs).
+_LOADER_VARIANTS = {
+    "worker_aug": (open_video, "worker"),
+    "device_aug": (open_video, "device"),
+    "worker_aug_per_clip": (open_video_per_clip, "worker"),
+    "device_aug_per_clip": (open_video_per_clip, "device"),
+}
 
 
 def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict:
-    """Clips/s of one data-loader worker making train samples, decoding each sample's rho clips (and
-    their audio) in one pass vs. one open + seek + decode per clip, for each rho.
+    """Clips/s of one data-loader worker making train samples, for each rho, four ways: decoding each
+    sample's rho clips (and their audio) in one pass or with one open + seek + decode per clip, and
+    applying the appearance augmentation in the worker (``STICA.AUG.DEVICE worker``) or leaving it to
+    the device (``device``: the worker decodes, crops and draws; the device augments the batch).
 
-    Both decodings make the same samples (clip starts, augmentation) in turn, one pass first in even
-    rounds and last in odd ones, after an untimed round; a variant's clips/s is over its median round,
-    a ratio is the median over rounds of (per-clip time / one-pass time). One thread, as a worker.
+    Every variant makes the same samples (clip starts, crops, augmentation draws) in turn, the order
+    reversed in odd rounds, after an untimed round; a variant's clips/s is over its median round, a
+    ratio is the median over rounds of the two variants' time ratio. The worker runs one torch thread,
+    as a DataLoader worker; the device's batched augmentation (with its copy) is timed on the batch of
+    all the samples, on the training device (``NUM_GPUS``: a GPU, or the CPU with its default threads).
     """
-    torch.set_num_threads(1)  # DataLoader workers run torch with one thread
+    device = get_device(cfg.NUM_GPUS)
+    device_threads = torch.get_num_threads()
     results = {}
     for rho in rhos:
         rho_cfg = cfg.clone()
         rho_cfg.defrost()
         rho_cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = rho
-        # The train dataset twice, decoding in one pass and per clip.
-        datasets = {per_clip: get_dataset_class(rho_cfg.TRAIN.DATASET)(
-            rho_cfg, "train", opener=_CountingOpener(open_video_per_clip if per_clip else open_video))
-            for per_clip in (False, True)}
-        dataset = datasets[False]
+        datasets = {}
+        for name, (opener, where) in _LOADER_VARIANTS.items():
+            variant_cfg = rho_cfg.clone()
+            variant_cfg.STICA.AUG.DEVICE = where
+            datasets[name] = get_dataset_class(rho_cfg.TRAIN.DATASET)(
+                variant_cfg, "train", opener=_CountingOpener(opener))
+            _time_the_steps(datasets[name])
+        dataset = datasets["worker_aug"]
         count = min(num_videos, len(dataset))
-        times: Dict[bool, List[float]] = {False: [], True: []}
-        frames = {False: 0, True: 0}
+        times: Dict[str, List[float]] = {name: [] for name in datasets}
+        frames = {name: 0 for name in datasets}
+        steps: Dict[str, Dict[str, float]] = {name: collections.defaultdict(float) for name in datasets}
+        torch.set_num_threads(1)  # DataLoader workers run torch with one thread
         for round_ in range(rounds + 1):
             seed = derive_seed(cfg.RNG_SEED, rho, round_)
-            for per_clip in (False, True) if round_ % 2 == 0 else (True, False):
-                seconds, decoded = _time_samples(datasets[per_clip], count, seed)
+            for name in list(datasets)[::1 if round_ % 2 == 0 else -1]:
+                seconds, decoded, split, samples = _time_samples(datasets[name], count, seed)
                 if round_ > 0:  # round 0 warms the page cache, codecs and transforms up
-                    times[per_clip].append(seconds)
-                    frames[per_clip] += decoded
+                    times[name].append(seconds)
+                    frames[name] += decoded
+                    for step, value in split.items():
+                        steps[name][step] += value
+                if name == "device_aug":
+                    device_samples = samples
+        torch.set_num_threads(device_threads)
         clips = count * rho
+        aug_s = _device_aug_seconds(device_samples, device, repeats=rounds)
 
-        def variant(per_clip: bool) -> dict:
-            return {"clips_per_s": round(clips / statistics.median(times[per_clip]), 2),
-                    "frames_decoded_per_clip": round(frames[per_clip] / (clips * rounds), 1)}
+        def variant(name: str) -> dict:
+            total = sum(times[name])
+            split = {f"{step}_fraction": round(value / total, 3) for step, value in sorted(steps[name].items())}
+            # The rest: seeding, audio, the sample's assembly.
+            split["other_fraction"] = round(1 - sum(steps[name].values()) / total, 3)
+            return {"clips_per_s": round(clips / statistics.median(times[name]), 2),
+                    "frames_decoded_per_clip": round(frames[name] / (clips * rounds), 1), **split}
 
-        ratios = [b / a for a, b in zip(times[False], times[True])]
-        results[rho] = {"decode_once": variant(False), "decode_per_clip": variant(True),
-                        "round_ratios": [round(r, 3) for r in ratios],
-                        "ratio": round(statistics.median(ratios), 3)}
+        def ratio(slow: str, fast: str) -> Tuple[float, List[float]]:
+            ratios = [b / a for a, b in zip(times[fast], times[slow])]
+            return round(statistics.median(ratios), 3), [round(r, 3) for r in ratios]
+
+        results[rho] = {
+            **{name: variant(name) for name in datasets},
+            "device_aug_ms_per_clip": round(1000 * aug_s / clips, 3),
+            "device_aug_path_ratio": ratio("worker_aug", "device_aug")[0],
+            "decode_once_ratio_worker_aug": ratio("worker_aug_per_clip", "worker_aug")[0],
+        }
+        results[rho]["ratio"], results[rho]["round_ratios"] = ratio("device_aug_per_clip", "device_aug")
     d = cfg.DATA
     return {
         "benchmark": "loader",
@@ -196,13 +286,20 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
         "videos": count,
         **_video_stats([path for path, _ in dataset.items[:count]]),
         "clip": {"frames": d.NUM_FRAMES, "frame_step_s": round(d.SAMPLING_RATE / d.TARGET_FPS, 4),
-                 "spatial_crops": d.TRAIN_CROP_NUM_SPATIAL},
+                 "crop": d.TRAIN_CROP_SIZE, "spatial_crops": d.TRAIN_CROP_NUM_SPATIAL},
+        "ssl_augmentation": bool(d.SSL_COLOR_JITTER),
         "audio": dataset.audio_rate is not None,
         "audio_rate": dataset.audio_rate,
         "decode_threads": dataset.threads,
-        "threads": torch.get_num_threads(),
+        "worker_threads": 1,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "device_threads": device_threads,
         "rounds": rounds,
         **{f"rho{rho}": {k: v for k, v in r.items() if k != "ratio"} for rho, r in results.items()},
+        # One worker's clips/s with the augmentation left to the device, and done in the worker.
+        **{f"device_aug_clips_per_s_rho{rho}": r["device_aug"]["clips_per_s"] for rho, r in results.items()},
+        **{f"worker_aug_clips_per_s_rho{rho}": r["worker_aug"]["clips_per_s"] for rho, r in results.items()},
+        # Decode-once / decode-per-clip, both leaving the augmentation to the device.
         **{f"ratio_rho{rho}": r["ratio"] for rho, r in results.items()},
     }
 
@@ -241,6 +338,8 @@ def bench_train(cfg, iters: int) -> dict:
     * training with that loader, as the engine does, and the share of the time spent waiting for data;
     * the training step alone, on batches loaded beforehand, once the workers have stopped.
 
+    A step starts from the loader's batch as the engine does (:func:`prepare_batch`: the copy to the
+    device and, with ``STICA.AUG.DEVICE`` resolving to the device, the batched appearance augmentation).
     ``loader_over_train`` = loader clips/s / step clips/s: at >= 1 the loader keeps up with the model.
     The loader reads the train videos over and over (new clips each time) in one long epoch, so that no
     epoch boundary falls inside a measurement.
@@ -263,10 +362,9 @@ def bench_train(cfg, iters: int) -> dict:
         if len(preloaded) < 4:  # kept for the step alone
             preloaded.append(batch)
     loader_clips_per_s = clips / (time.perf_counter() - start)
-    preloaded = [move_to_device(b, device) for b in preloaded]
 
     def step(batch) -> None:
-        _train_step(model, optimizer, batch, cfg)
+        _train_step(model, optimizer, prepare_batch(batch, device), cfg)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -275,7 +373,7 @@ def bench_train(cfg, iters: int) -> dict:
     start = time.perf_counter()
     for _ in range(iters):
         tick = time.perf_counter()
-        batch = move_to_device(next(batches), device)
+        batch = next(batches)
         waited += time.perf_counter() - tick
         step(batch)
         clips += _clips(batch)
@@ -294,6 +392,7 @@ def bench_train(cfg, iters: int) -> dict:
         "iters": iters,
         "threads": torch.get_num_threads(),
         "workers": int(cfg.DATA_LOADER.NUM_WORKERS),
+        "augmentation": "device" if augments_on_device(cfg) else "worker",
         "clips_per_s": round(clips / total, 3),
         "s_per_iter": round(total / iters, 4),
         "data_wait_fraction": round(waited / total, 4),
