@@ -27,6 +27,7 @@ import argparse
 import collections
 import contextlib
 import copy
+import importlib
 import json
 import multiprocessing
 import resource
@@ -34,9 +35,10 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import av
+import numpy as np
 import torch
 from torch.utils.data import default_collate
 
@@ -46,6 +48,7 @@ from stica_slowfast.data.audio import build_audio_transform
 from stica_slowfast.data.datasets import SeededIndex, VideoDataset
 from stica_slowfast.data.decoding import (
     DecodedClips,
+    DecodeError,
     OpenedVideo,
     VideoOpener,
     decode_per_clip,
@@ -204,12 +207,117 @@ def _device_aug_seconds(samples: list, device: torch.device, repeats: int) -> fl
     return statistics.median(times)
 
 
+class _TorchcodecVideo:
+    """A video opened with torchcodec, PyTorch's own decoder (the loader benchmark's peer): the same
+    clips as :class:`~stica_slowfast.data.decoding.VideoFile` makes, each target time taking the frame
+    played at it (``VideoDecoder.get_frames_played_at``, ``seek_mode="approximate"``, one FFmpeg
+    thread as a worker), and audio windows from its ``AudioDecoder`` (mono, resampled, zeros outside
+    the stream). Times are on the video stream's clock, from its first frame, as ours."""
+
+    def __init__(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        self.path = path
+        self._video = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1, dimension_order="NHWC")
+        meta = self._video.metadata
+        self._begin = float(meta.begin_stream_seconds or 0.0)
+        self._end = float(meta.end_stream_seconds)
+        self.duration = self._end - self._begin
+        self._has_audio: Optional[bool] = None
+
+    @property
+    def has_audio(self) -> bool:
+        if self._has_audio is None:
+            self._has_audio = self._audio_decoder(8000) is not None
+        return self._has_audio
+
+    def _audio_decoder(self, rate: int):
+        from torchcodec.decoders import AudioDecoder
+
+        try:
+            return AudioDecoder(self.path, sample_rate=rate, num_channels=1)
+        except (RuntimeError, ValueError):
+            return None
+
+    def _audio_window(self, decoder, start: float, num_samples: int, rate: int) -> torch.Tensor:
+        out = torch.zeros(num_samples)
+        lo, hi = max(start, 0.0), min(start + num_samples / rate, self.duration)
+        if decoder is None or hi <= lo:
+            return out
+        samples = decoder.get_samples_played_in_range(self._begin + lo, self._begin + hi).data[0]
+        offset = int(round((lo - start) * rate))
+        n = min(len(samples), num_samples - offset)
+        out[offset:offset + n] = samples[:n]
+        return out
+
+    def decode_clips(self, clip_starts: Sequence[float], *, num_frames: int, frame_step: float,
+                     audio_rate: Optional[int] = None, audio_duration: Optional[float] = None,
+                     skip_gaps: bool = True) -> DecodedClips:
+        starts = [max(0.0, float(s)) for s in clip_starts]
+        last = self._end - 1e-6  # a target past the last frame takes the last frame, as ours
+        targets = [min(self._begin + s + i * frame_step, last) for s in starts for i in range(num_frames)]
+        frames = self._video.get_frames_played_at(targets)
+        video = list(frames.data.split(num_frames))
+        times = [[float(t) - self._begin for t in chunk] for chunk in frames.pts_seconds.split(num_frames)]
+        audio = None
+        if audio_rate is not None:
+            clip_duration = num_frames * frame_step
+            seconds = clip_duration if audio_duration is None else float(audio_duration)
+            num_samples = int(round(seconds * audio_rate))
+            decoder = self._audio_decoder(audio_rate)
+            audio = [self._audio_window(decoder, s + (clip_duration - seconds) / 2, num_samples, audio_rate)
+                     for s in starts]
+        return DecodedClips(video=video, audio=audio, has_audio=self.has_audio, frame_times=times,
+                            duration=self.duration, frames_decoded=0)
+
+
+@contextlib.contextmanager
+def open_torchcodec(path: str, *, threads: bool = False) -> Iterator[_TorchcodecVideo]:
+    """A dataset's ``opener`` decoding with torchcodec (``threads`` is ignored: one thread)."""
+    try:
+        video = _TorchcodecVideo(path)
+    except (RuntimeError, ValueError) as err:
+        raise DecodeError(f"torchcodec cannot open {path}: {err}", "undecodable") from err
+    yield video
+
+
+def _torchcodec_missing() -> Optional[str]:
+    """Why torchcodec cannot decode here (not installed, or no FFmpeg libraries it can load), or None."""
+    try:
+        importlib.import_module("torchcodec.decoders")  # loads the FFmpeg libraries
+    except Exception as err:  # ImportError, or OSError/RuntimeError from the libraries
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return None
+
+
+def _compare_decoders(dataset: VideoDataset, count: int, seed: int) -> dict:
+    """Our clips and torchcodec's at the same starts, for ``count`` videos: how many frames are
+    identical, and the largest pixel difference."""
+    rng = np.random.default_rng(seed)
+    equal = total = 0
+    worst, shifted = 0, 0
+    for path, _ in dataset.items[:count]:
+        with open_video(path) as ours, open_torchcodec(path) as peer:
+            starts = get_clip_starts(ours.duration, dataset.clip_duration, dataset.num_clips, mode="random", rng=rng)
+            kwargs = dict(num_frames=dataset.num_frames, frame_step=dataset.frame_step)
+            a, b = ours.decode_clips(starts, **kwargs), peer.decode_clips(starts, **kwargs)
+        for x, y, tx, ty in zip(a.video, b.video, a.frame_times, b.frame_times):
+            diff = (x.int() - y.int()).abs().amax(dim=(1, 2, 3))
+            equal += int((diff == 0).sum())
+            total += len(diff)
+            worst = max(worst, int(diff.max()))
+            shifted += sum(abs(u - v) > 1e-3 for u, v in zip(tx, ty))
+    return {"frames_compared": total, "frames_identical": equal, "max_abs_diff": worst,
+            "frames_at_other_times": shifted}
+
+
 # Variants of the loader benchmark: (opener, where the appearance augmentation runs).
 _LOADER_VARIANTS = {
     "worker_aug": (open_video, "worker"),
     "device_aug": (open_video, "device"),
     "worker_aug_per_clip": (open_video_per_clip, "worker"),
     "device_aug_per_clip": (open_video_per_clip, "device"),
+    "torchcodec_device_aug": (open_torchcodec, "device"),  # where torchcodec can decode
 }
 
 
@@ -227,13 +335,19 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
     """
     device = get_device(cfg.NUM_GPUS)
     device_threads = torch.get_num_threads()
+    torchcodec_missing = _torchcodec_missing()
+    variants = {name: v for name, v in _LOADER_VARIANTS.items()
+                if torchcodec_missing is None or v[0] is not open_torchcodec}
     results = {}
+    peer: Dict[str, object] = {"decodes_here": torchcodec_missing is None}
+    if torchcodec_missing is not None:
+        peer["why_not"] = torchcodec_missing
     for rho in rhos:
         rho_cfg = cfg.clone()
         rho_cfg.defrost()
         rho_cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = rho
         datasets = {}
-        for name, (opener, where) in _LOADER_VARIANTS.items():
+        for name, (opener, where) in variants.items():
             variant_cfg = rho_cfg.clone()
             variant_cfg.STICA.AUG.DEVICE = where
             datasets[name] = get_dataset_class(rho_cfg.TRAIN.DATASET)(
@@ -266,7 +380,9 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
             # The rest: seeding, audio, the sample's assembly.
             split["other_fraction"] = round(1 - sum(steps[name].values()) / total, 3)
             return {"clips_per_s": round(clips / statistics.median(times[name]), 2),
-                    "frames_decoded_per_clip": round(frames[name] / (clips * rounds), 1), **split}
+                    # torchcodec does not tell how many frames it decoded.
+                    "frames_decoded_per_clip": round(frames[name] / (clips * rounds), 1) if frames[name] else None,
+                    **split}
 
         def ratio(slow: str, fast: str) -> Tuple[float, List[float]]:
             ratios = [b / a for a, b in zip(times[fast], times[slow])]
@@ -279,6 +395,9 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
             "decode_once_ratio_worker_aug": ratio("worker_aug_per_clip", "worker_aug")[0],
         }
         results[rho]["ratio"], results[rho]["round_ratios"] = ratio("device_aug_per_clip", "device_aug")
+        if torchcodec_missing is None:
+            results[rho]["torchcodec_over_ours"] = ratio("device_aug", "torchcodec_device_aug")[0]
+            results[rho]["torchcodec_frames"] = _compare_decoders(dataset, count, derive_seed(cfg.RNG_SEED, rho))
     d = cfg.DATA
     return {
         "benchmark": "loader",
@@ -295,6 +414,7 @@ def bench_loader(cfg, rhos: Sequence[int], num_videos: int, rounds: int) -> dict
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "device_threads": device_threads,
         "rounds": rounds,
+        "torchcodec": peer,
         **{f"rho{rho}": {k: v for k, v in r.items() if k != "ratio"} for rho, r in results.items()},
         # One worker's clips/s with the augmentation left to the device, and done in the worker.
         **{f"device_aug_clips_per_s_rho{rho}": r["device_aug"]["clips_per_s"] for rho, r in results.items()},

@@ -120,17 +120,23 @@ def _model_and_state(out_dir, epoch_1based):
     return model, torch.load(path, map_location="cpu", weights_only=True)
 
 
+@pytest.fixture(scope="module", params=["worker", "device"])
+def aug(request):
+    """Where the appearance augmentation runs (STICA.AUG.DEVICE): the runs below hold either way."""
+    return {"STICA.AUG.DEVICE": request.param}
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory):
+def uninterrupted(data_dir, aug, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("uninterrupted"))
-    proc = _run(_command(data_dir, out))
+    proc = _run(_command(data_dir, out, **aug))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
-def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, uninterrupted, tmp_path):
+def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, aug, uninterrupted, tmp_path):
     out = str(tmp_path / "killed")
-    cmd = _command(data_dir, out)
+    cmd = _command(data_dir, out, **aug)
     # Its own process group, so that the kill takes the DataLoader worker too.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                             start_new_session=True)
@@ -174,7 +180,7 @@ def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, u
                                        rtol=1e-5, atol=1e-6, msg=f"{idx}.{name}")
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, uninterrupted, tmp_path):
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, aug, uninterrupted, tmp_path):
     out = str(tmp_path / "diverged")
     os.makedirs(os.path.join(out, "checkpoints"))
     good = os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")
@@ -183,7 +189,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, uni
 
     # Resumed after epoch 1 with a learning rate of 1e30: the first update of epoch 2 blows the
     # weights up and the next loss is NaN.
-    proc = _run(_command(data_dir, out, **{"SOLVER.BASE_LR": 1e30}))
+    proc = _run(_command(data_dir, out, **aug, **{"SOLVER.BASE_LR": 1e30}))
     assert proc.returncode != 0
     last_line = proc.stderr.strip().splitlines()[-1]
     assert "TrainingDivergedError: loss is nan at epoch 2, iteration 2; stopping" in last_line, proc.stderr[-3000:]
