@@ -55,6 +55,8 @@ PARAM_KEYS = ("flip", "jitter", "order", "factors", "gray", "blur", "sigma", "me
 # Colour jitter's operations, in the numbering of torchvision's ColorJitter (its ``fn_idx``).
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 _IDENTITY_FACTORS = (1.0, 1.0, 1.0, 0.0)
+#: Float bytes of the clips the CPU augments together (a few MB: they stay in the cache between steps).
+CPU_GROUP_BYTES = 4 << 20
 _JITTER_NAMES = ("brightness_factor", "contrast_factor", "saturation_factor", "hue_factor")
 
 
@@ -360,7 +362,9 @@ def apply_batch(video: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.T
     Equals :meth:`ClipAppearance.apply` clip by clip, within float rounding and the blur's one kernel
     size per batch. Masks, orders and blur kernels are read on the host: keep ``params`` there (as the
     loader delivers them) and nothing waits for the device. A jitter factor at its identity (1, 1, 1, 0:
-    that adjustment off) is skipped.
+    that adjustment off) is skipped. On the CPU the clips go through in groups of at most
+    :data:`CPU_GROUP_BYTES` of float pixels, which stay in the cache from one operation to the next
+    (one whole-batch pass per operation runs at memory speed there: several times slower).
 
     Args:
         video: uint8 (B, C, T, h, w) on the training device.
@@ -370,6 +374,17 @@ def apply_batch(video: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.T
         float32 (B, C, T, h, w), normalised, contiguous.
     """
     p = {k: params[k].cpu() for k in PARAM_KEYS}
+    group = max(1, CPU_GROUP_BYTES // (4 * video[0].numel())) if video.device.type == "cpu" else len(video)
+    if group >= len(video):
+        return _apply_group(video, p)
+    out = torch.empty(video.shape, dtype=torch.float32)
+    for i in range(0, len(video), group):
+        out[i:i + group] = _apply_group(video[i:i + group], {k: v[i:i + group] for k, v in p.items()})
+    return out
+
+
+def _apply_group(video: torch.Tensor, p: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """:func:`apply_batch` of one group of clips, ``p`` on the host."""
     # (B, C, T, h, w) -> (B, T, C, h, w): frames as images for the 2-D ops; the copy is of uint8.
     x = video.transpose(1, 2).contiguous().float().div_(255)
     x = _on_rows(x, p["flip"], lambda v: v.flip(-1))

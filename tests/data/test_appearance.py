@@ -260,3 +260,16 @@ def test_auto_means_device_on_gpus_only(data_dir):
     assert augments_on_device(cfg)
     cfg.STICA.AUG.DEVICE = "worker"
     assert not augments_on_device(cfg)
+
+
+def test_cpu_groups_give_the_batch_result(monkeypatch):
+    from stica_slowfast.data import appearance as module
+
+    aug = appearance()
+    clips = natural_clips(10)
+    torch.manual_seed(6)
+    params = [aug.draw() for _ in range(10)]
+    whole = device_side(clips, params)
+    monkeypatch.setattr(module, "CPU_GROUP_BYTES", 3 * 4 * clips[0].numel())  # groups of 3 clips
+    grouped = device_side(clips, params)
+    torch.testing.assert_close(grouped, whole, rtol=0, atol=1e-6)
