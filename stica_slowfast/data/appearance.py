@@ -374,17 +374,21 @@ def apply_batch(video: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.T
         float32 (B, C, T, h, w), normalised, contiguous.
     """
     p = {k: params[k].cpu() for k in PARAM_KEYS}
+    # One spatial blur kernel for the batch, whatever the groups: that of its largest sigma.
+    sigma_s = p["sigma"][:, 1][p["blur"]]
+    radius = blur_radius(float(sigma_s.max()), min(video.shape[-2:])) if len(sigma_s) else 0
     group = max(1, CPU_GROUP_BYTES // (4 * video[0].numel())) if video.device.type == "cpu" else len(video)
     if group >= len(video):
-        return _apply_group(video, p)
+        return _apply_group(video, p, radius)
     out = torch.empty(video.shape, dtype=torch.float32)
     for i in range(0, len(video), group):
-        out[i:i + group] = _apply_group(video[i:i + group], {k: v[i:i + group] for k, v in p.items()})
+        out[i:i + group] = _apply_group(video[i:i + group], {k: v[i:i + group] for k, v in p.items()}, radius)
     return out
 
 
-def _apply_group(video: torch.Tensor, p: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """:func:`apply_batch` of one group of clips, ``p`` on the host."""
+def _apply_group(video: torch.Tensor, p: Dict[str, torch.Tensor], blur_radius_px: int) -> torch.Tensor:
+    """:func:`apply_batch` of one group of clips, ``p`` on the host, the spatial blur's kernel radius
+    given."""
     # (B, C, T, h, w) -> (B, T, C, h, w): frames as images for the 2-D ops; the copy is of uint8.
     x = video.transpose(1, 2).contiguous().float().div_(255)
     x = _on_rows(x, p["flip"], lambda v: v.flip(-1))
@@ -397,10 +401,8 @@ def _apply_group(video: torch.Tensor, p: Dict[str, torch.Tensor]) -> torch.Tenso
     x = _on_rows(x, p["gray"], _grayscale)
     sigma_t, sigma_s = p["sigma"].unbind(1)
     spatial = p["blur"] & (sigma_s > 0)
-    if bool(spatial.any()):
-        radius = blur_radius(float(sigma_s[spatial].max()), min(x.shape[-2:]))
-        if radius > 0:
-            x = _on_rows(x, spatial, _spatial_blur(radius), sigma_s)
+    if blur_radius_px > 0 and bool(spatial.any()):
+        x = _on_rows(x, spatial, _spatial_blur(blur_radius_px), sigma_s)
     temporal = p["blur"] & (sigma_t > 0)
     if bool(temporal.any()):
         blur, kernels = _temporal_blur_batch(sigma_t[temporal], x.shape[1])
