@@ -43,11 +43,21 @@ def test_benchmarks_print_one_json_object(tmp_path):
                               "STICA.AUDIO.ENABLE", "True"))
     assert loader["videos"] == 2 and loader["audio"] is True and loader["frame_size"] == [[48, 32]]
     for rho in (2, 4):
-        once, per_clip = loader[f"rho{rho}"]["decode_once"], loader[f"rho{rho}"]["decode_per_clip"]
-        assert once["clips_per_s"] > 0 and per_clip["clips_per_s"] > 0
+        r = loader[f"rho{rho}"]
+        once, per_clip = r["device_aug"], r["device_aug_per_clip"]
+        assert all(r[v]["clips_per_s"] > 0 for v in ("worker_aug", "device_aug", "worker_aug_per_clip"))
         # One open and one pass decode no more frames than one open and one pass per clip.
         assert once["frames_decoded_per_clip"] <= per_clip["frames_decoded_per_clip"]
-        assert loader[f"ratio_rho{rho}"] == loader[f"rho{rho}"]["round_ratios"][0] > 0
+        assert once["frames_decoded_per_clip"] == r["worker_aug"]["frames_decoded_per_clip"]  # same samples
+        assert loader[f"ratio_rho{rho}"] == r["round_ratios"][0] > 0
+        assert loader[f"device_aug_clips_per_s_rho{rho}"] == once["clips_per_s"]
+        assert loader[f"worker_aug_clips_per_s_rho{rho}"] == r["worker_aug"]["clips_per_s"]
+        assert r["device_aug_ms_per_clip"] > 0
+        for variant in ("worker_aug", "device_aug"):  # the time split covers the whole
+            split = [v for k, v in r[variant].items() if k.endswith("_fraction")]
+            assert sum(split) == pytest.approx(1.0, abs=0.01) and r[variant]["decode_fraction"] > 0
+        if loader["torchcodec"]["decodes_here"]:
+            assert r["torchcodec_frames"]["frames_compared"] > 0
     train = json.loads(_tool("benchmark.py", "train", "--iters", "2", *common, "TRAIN.BATCH_SIZE", "4"))
     assert train["iters"] == 2 and train["clips_per_s"] > 0 and 0 <= train["data_wait_fraction"] <= 1
     assert train["loader_over_train"] == pytest.approx(
