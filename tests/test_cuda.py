@@ -115,3 +115,31 @@ def test_run_net_trains_on_one_gpu_with_bf16_and_the_checkpoint_loads_on_cpu(tmp
     model = build_model(cfg)
     assert load_checkpoint(os.path.join(out, "checkpoints", "checkpoint_epoch_00002.pyth"), model) == 1
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_device_augmentation_on_cuda_equals_the_worker_path_on_cpu():
+    """STICA.AUG.DEVICE device on a GPU: a pinned uint8 batch with the paper's draws, augmented by
+    prepare_batch on the GPU, equals the per-clip torchvision path in the worker within 2/255."""
+    from stica_slowfast.data import prepare_batch
+    from stica_slowfast.data.appearance import PARAM_KEY, PARAM_KEYS, ClipAppearance
+
+    aug = ClipAppearance(random_flip=True, color_jitter_prob=0.8, bri_con_sat=(0.6, 0.6, 0.6), hue=0.15,
+                         grayscale_prob=0.2, blur_prob=0.5, blur_sigma_min=(0.0, 0.1),
+                         blur_sigma_max=(0.0, 2.0), mean=(0.45,) * 3, std=(0.225,) * 3)
+    g = torch.Generator().manual_seed(0)
+    # Smooth coloured clips with some texture: uint8 (n, T, C, h, w), as a worker crops them.
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 40), indexing="ij")
+    clips = []
+    for _ in range(16):
+        phase = torch.rand(3, 1, 1, generator=g) * 6
+        frames = [0.5 + 0.4 * torch.sin(3 * xx + 2 * yy + phase + 0.3 * f) for f in range(8)]
+        clip = torch.stack(frames) + 0.05 * torch.rand(8, 3, 32, 40, generator=g)
+        clips.append((clip.clamp(0, 1) * 255).round().to(torch.uint8))
+    torch.manual_seed(4)
+    params = [aug.draw() for _ in clips]
+    worker = torch.stack([aug.apply(c, p).permute(1, 0, 2, 3) for c, p in zip(clips, params)])
+    video = torch.stack(clips).transpose(1, 2).contiguous().pin_memory()  # (n, C, T, h, w)
+    batch = {"video": [video], PARAM_KEY: [{k: torch.stack([p[k] for p in params]) for k in PARAM_KEYS}]}
+    on_gpu = prepare_batch(batch, CUDA)["video"][0]
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float32
+    assert float((on_gpu.cpu() - worker).abs().max()) * 0.225 <= 2 / 255
