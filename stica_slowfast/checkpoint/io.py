@@ -16,12 +16,23 @@ Writes go to a hidden temporary file in the same directory which is then renamed
 so a crash mid-write leaves at most a ``.checkpoint_epoch_00005.pyth.tmp-*`` file, which
 :func:`get_last_checkpoint` never picks. Only rank 0 should write: :func:`save_checkpoint` takes an
 ``is_master`` flag and does nothing on other ranks, so callers can call it unconditionally.
+
+Reading is always ``torch.load(weights_only=True)`` (tensors and plain containers; no pickled code is
+run). A file that cannot be used -- empty, truncated by a killed copy, not a torch file at all, a torch
+file of pickled objects or without tensors -- raises :class:`CheckpointFileError`, one line naming the
+file and what it is, instead of torch's internal message (whose advice, ``weights_only=False``, would
+run the file's code). A resume (:func:`load_last_good_checkpoint`) falls back past such files to the
+newest one that loads, and leaves the bad ones where they are.
 """
 
+import contextlib
 import logging
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+import sys
+import warnings
+import zipfile
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -31,6 +42,7 @@ from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.misc import DDP_PREFIX, strip_ddp_prefix, unwrap
 
 __all__ = [
+    "CheckpointFileError",
     "CheckpointMismatchError",
     "checkpoint_dir",
     "checkpoint_path",
@@ -38,7 +50,9 @@ __all__ = [
     "get_last_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
+    "load_last_good_checkpoint",
     "load_model_state",
+    "naming_config_key",
     "read_checkpoint",
 ]
 
@@ -49,10 +63,53 @@ _CKPT_NAME = "checkpoint_epoch_{:05d}.pyth"
 _CKPT_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
 # Keys listed per category in a mismatch error before "... and N more".
 _MAX_KEYS_IN_ERROR = 10
+# Bytes of a file's start read to tell what an unloadable file is.
+_HEAD_BYTES = 256
+# torch.save's zip format starts as every zip file does; its legacy format starts with a pickle
+# (protocol 2, b"\x80\x02") of this magic number (opcode LONG1 b"\x8a", 10 bytes, little-endian).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint's model state does not fit the model (missing/unexpected keys, wrong shapes)."""
+
+
+class CheckpointFileError(ValueError):
+    """A file that should be a checkpoint cannot be used as one (unreadable, truncated, not a torch
+    checkpoint, or a torch file without model weights).
+
+    The message is one line: ``<config key or "checkpoint file"> '<path>' <problem>``. A ValueError,
+    like ``ConfigError``: the input is wrong, not the program.
+
+    Attributes:
+        path: the file (or, for a resume with no usable file, the checkpoint directory).
+        problem: what is wrong with it, e.g. ``"is empty (0 bytes): not a torch checkpoint"``.
+        key: the config key the path came from ("" when not known).
+    """
+
+    def __init__(self, path: str, problem: str, key: str = "", what: str = "checkpoint file") -> None:
+        self.path, self.problem, self.key, self.what = path, problem, key, what
+        super().__init__(f"{key or what} {path!r} {problem}")
+
+    def __reduce__(self):  # picklable with its fields (multiprocessing sends exceptions)
+        return type(self), (self.path, self.problem, self.key, self.what)
+
+
+@contextlib.contextmanager
+def naming_config_key(key: str) -> Iterator[None]:
+    """Re-raise a :class:`CheckpointFileError` of the block naming config ``key`` (where its path was
+    set), so the user knows which setting to change.
+
+    Args:
+        key: e.g. ``"TRAIN.CHECKPOINT_FILE_PATH"``.
+    """
+    try:
+        yield
+    except CheckpointFileError as err:
+        if err.key:
+            raise
+        raise CheckpointFileError(err.path, err.problem, key, err.what) from err.__cause__
 
 
 # ------------------------------------------------------------------------------------------------ #
@@ -106,7 +163,9 @@ def list_checkpoints(output_dir: str) -> List[Tuple[int, str]]:
 def get_last_checkpoint(output_dir: str) -> Optional[str]:
     """Path of the complete checkpoint with the highest epoch number, or None.
 
-    Leftover temporary files of an interrupted save are ignored.
+    Leftover temporary files of an interrupted save are ignored. The file is not read: a file put
+    there by other means (a copy cut short) may still be unusable; :func:`load_last_good_checkpoint`
+    loads the newest one that is usable.
 
     Args:
         output_dir: The run's ``OUTPUT_DIR``.
@@ -203,9 +262,77 @@ def load_checkpoint(
     Raises:
         CheckpointMismatchError: with ``strict``, listing the missing and unexpected keys (at most
             ten of each) and every shape mismatch with both shapes.
+        CheckpointFileError: the file is not a usable checkpoint (see :func:`read_checkpoint`).
         FileNotFoundError: the path does not exist.
     """
-    checkpoint, model_state, epoch = read_checkpoint(path)
+    return _restore(path, read_checkpoint(path), model, optimizer, scaler, strict=strict)
+
+
+def load_last_good_checkpoint(
+    output_dir: str,
+    model: nn.Module,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scaler: Optional[Any] = None,
+    *,
+    warn: bool = True,
+) -> Optional[Tuple[str, int]]:
+    """Load the newest usable checkpoint of ``OUTPUT_DIR/checkpoints`` (a resume); None if there is none.
+
+    Checkpoints are tried newest first. One that is not a usable file (a copy cut short, a zero-byte
+    file; :class:`CheckpointFileError`) is skipped for the previous one, with one warning naming the
+    skipped file(s) and the one used. Skipped files are left where they are, never deleted (they may be
+    the only trace of what happened, and on a multi-process run every rank reads the directory at
+    once); the training writes a good file under the same name when it reaches that epoch again.
+    A file that reads but does not fit the model (:class:`CheckpointMismatchError`) is not skipped:
+    that is a config problem, and an older file of the same run would not fit either.
+
+    Args:
+        output_dir: The run's ``OUTPUT_DIR``.
+        model, optimizer, scaler: as for :func:`load_checkpoint` (strict).
+        warn: log the warning about skipped files (pass False on all but one process).
+
+    Returns:
+        ``(path, stored 0-based epoch)`` of the loaded checkpoint, or None when the directory holds no
+        checkpoint file at all.
+
+    Raises:
+        CheckpointFileError: there are checkpoint files but none is usable (one line naming each).
+        CheckpointMismatchError: the newest usable checkpoint does not fit the model.
+    """
+    skipped: List[CheckpointFileError] = []
+    for _, path in reversed(list_checkpoints(output_dir)):
+        try:
+            content = read_checkpoint(path)
+        except CheckpointFileError as err:
+            skipped.append(err)
+            continue
+        if skipped and warn:
+            logger.warning(
+                "%s; resuming from %s instead. The unusable file%s left in place (not deleted) and "
+                "replaced when training saves that epoch again",
+                "; ".join(str(err) for err in skipped), path, " is" if len(skipped) == 1 else "s are")
+        return path, _restore(path, content, model, optimizer, scaler, strict=True)
+    if skipped:
+        listed = "; ".join(f"{os.path.basename(err.path)} {err.problem}" for err in skipped)
+        raise CheckpointFileError(
+            checkpoint_dir(output_dir),
+            f"has no usable checkpoint to resume from: {listed}. They are left in place: move them "
+            f"aside (or use a new OUTPUT_DIR) to train from scratch",
+            what="checkpoint directory")
+    return None
+
+
+def _restore(
+    path: str,
+    content: Tuple[Any, Dict[str, Any], int],
+    model: nn.Module,
+    optimizer: Optional[torch.optim.Optimizer],
+    scaler: Optional[Any],
+    *,
+    strict: bool,
+) -> int:
+    """Put a read checkpoint (:func:`read_checkpoint`'s triple) into model, optimiser and scaler."""
+    checkpoint, model_state, epoch = content
     load_model_state(model, model_state, source=path, strict=strict)
 
     if optimizer is not None and isinstance(checkpoint, Mapping):
@@ -224,16 +351,131 @@ def load_checkpoint(
 def read_checkpoint(path: str) -> Tuple[Any, Dict[str, Any], int]:
     """Read a checkpoint onto the CPU: ``(whole file, model state, stored 0-based epoch or -1)``.
 
-    A bare ``state_dict`` file (no ``"model_state"`` entry) is its own model state.
+    A bare ``state_dict`` file (no ``"model_state"`` entry) is its own model state. Loading is
+    ``weights_only`` (never runs pickled code), also for files that fail it.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        CheckpointFileError: the file is not readable, is empty or truncated, is not a torch
+            checkpoint, holds pickled objects other than tensors and containers, or holds no tensors.
     """
     if not PathManager.exists(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    with PathManager.open(path, "rb") as f:
-        # weights_only: the file holds tensors, numbers, strings and dicts only; never unpickle code.
-        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
-    if isinstance(checkpoint, Mapping) and "model_state" in checkpoint:
-        return checkpoint, dict(checkpoint["model_state"]), int(checkpoint.get("epoch", -1))
-    return checkpoint, dict(checkpoint), -1
+    try:
+        with PathManager.open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+            if not head:
+                raise CheckpointFileError(path, "is empty (0 bytes): not a torch checkpoint")
+            f.seek(0)
+            try:
+                with warnings.catch_warnings():
+                    # A pickle of another protocol draws a warning before its error: one message only.
+                    warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                    checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+            except MemoryError:
+                raise
+            except Exception as err:  # torch, zip and pickle errors alike: say what the file is
+                raise CheckpointFileError(path, _unloadable(head, f, err)) from err
+    except OSError as err:
+        raise CheckpointFileError(path, f"is not readable ({err.strerror or err})") from err
+    return _split_checkpoint(path, checkpoint)
+
+
+def _size(f) -> Optional[int]:
+    """Size in bytes of an open file, or None when it cannot seek."""
+    try:
+        return f.seek(0, os.SEEK_END)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _zip_directory_missing(f) -> bool:
+    """Whether a file that starts as a zip lacks the directory at its end (it was cut short)."""
+    try:
+        f.seek(0)
+        return not zipfile.is_zipfile(f)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _unloadable(head: bytes, f, err: BaseException) -> str:
+    """What a file that torch.load refused is, from its first bytes, its zip structure and torch's
+    error (whose wording for one cause varies: a cut zip gives "failed finding central directory" or
+    "Invalid argument" by size)."""
+    message = str(err)
+    is_zip = head.startswith(_ZIP_MAGIC)
+    is_torch = is_zip or (head[:1] == b"\x80" and _LEGACY_TORCH_MAGIC in head[:16])
+    size = _size(f)
+    nbytes = f"{size} bytes" if size is not None else "size unknown"
+    if is_zip and _zip_directory_missing(f):
+        return (f"is truncated ({nbytes}; its zip directory is missing, as after a copy or a write cut "
+                f"short): not a usable torch checkpoint")
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if pickled and (is_zip or not _cut_name(pickled.group(1))):
+        return (f"is a torch file of pickled Python objects ({pickled.group(1)}), not only tensors: not "
+                f"loaded, as that would run their code; save the model's state_dict() instead")
+    if is_torch:
+        # torch's own first line advises weights_only=False; the unpickler's reason is the useful part.
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", message)
+        first = reason.group(1) if reason else (message.strip().splitlines() or [type(err).__name__])[0]
+        first = first.split(". ")[0][:120]  # its first sentence: the rest is advice to allow-list
+        return f"is truncated or corrupt ({nbytes}; {first}): not a usable torch checkpoint"
+    if head[:1] == b"\x80":
+        return "is not a torch checkpoint (a Python pickle, not a file written by torch.save)"
+    text = _as_text(head)
+    if text is not None:
+        return f"is not a torch checkpoint (a text file starting {text.strip().splitlines()[0][:40]!r})"
+    return f"is not a torch checkpoint (unrecognised binary content starting {head[:8].hex(' ')})"
+
+
+def _cut_name(name: str) -> bool:
+    """Whether a pickled global ``module.attr`` is cut short: its module is loaded but lacks the name.
+
+    Only ``sys.modules`` is consulted: importing a module a stranger's file names could run code.
+    """
+    module, _, attr = name.rpartition(".")
+    return module in sys.modules and not hasattr(sys.modules[module], attr)
+
+
+def _as_text(head: bytes) -> Optional[str]:
+    """``head`` decoded when it looks like text (UTF-8, printable or white space), else None."""
+    for cut in range(4):  # the read may have split a multi-byte character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return None
+    return text if text.strip() and all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def _split_checkpoint(path: str, checkpoint: Any) -> Tuple[Any, Dict[str, Any], int]:
+    """``(checkpoint, model state, epoch)`` of a loaded file; CheckpointFileError without weights."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointFileError(
+            path, f"is a torch file without model weights (it holds a {type(checkpoint).__name__}, not a "
+                  f"dict of tensors)")
+    if "model_state" in checkpoint:
+        model_state, epoch = checkpoint["model_state"], int(checkpoint.get("epoch", -1))
+    else:
+        model_state, epoch = checkpoint, -1
+    if not isinstance(model_state, Mapping) or not _holds_tensor(model_state):
+        keys = ", ".join(map(str, list(checkpoint)[:_MAX_KEYS_IN_ERROR]))
+        raise CheckpointFileError(
+            path, f"is a torch file without model weights (no tensor in it; keys: {keys or 'none'})")
+    return checkpoint, dict(model_state), epoch
+
+
+def _holds_tensor(value: Any) -> bool:
+    """Whether a (nested) container holds a tensor anywhere."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return False
 
 
 def load_model_state(

@@ -4,6 +4,10 @@ An SSL checkpoint holds ``backbone.*`` next to the method's projector, predictor
 queue; a classifier checkpoint holds ``backbone.*`` and ``head.*``. Evaluation models take what they
 need from either: the linear probe the backbone, a fine-tuned classifier the backbone and, when the
 shapes match, the head.
+
+Files are read with :func:`.io.read_checkpoint`: one that is not a usable checkpoint raises
+:class:`.io.CheckpointFileError` naming it (callers name the config key with
+:func:`.io.naming_config_key`).
 """
 
 import logging
@@ -13,7 +17,7 @@ from torch import nn
 
 from stica_slowfast.utils.misc import strip_ddp_prefix, unwrap
 
-from .io import load_model_state, read_checkpoint
+from .io import CheckpointFileError, load_model_state, read_checkpoint
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -51,16 +55,16 @@ def load_backbone_from_ssl_checkpoint(
     Raises:
         CheckpointMismatchError: with ``strict``, listing the missing / unexpected backbone keys and
             shape mismatches.
+        CheckpointFileError: the file is not a usable checkpoint (see ``read_checkpoint``), or has no
+            ``backbone.*`` (``prefix*``) key at all (also without ``strict``); a ValueError.
         FileNotFoundError: the path does not exist.
-        ValueError: the checkpoint has no ``backbone.*`` key at all (also without ``strict``).
     """
     _, model_state, epoch = read_checkpoint(path)
     backbone_state, ignored = _split_state(model_state, prefix)
     if not backbone_state:
-        raise ValueError(
-            f"Checkpoint {path} has no '{prefix}*' keys to load into the model's backbone "
-            f"(top-level names: {sorted({k.split('.', 1)[0] for k in model_state})})"
-        )
+        names = sorted({str(k).split(".", 1)[0] for k in model_state})
+        raise CheckpointFileError(
+            path, f"has no '{prefix}*' tensors to load into the model's backbone (top-level names: {names})")
     if ignored:
         logger.info(
             "Ignoring %d non-backbone tensors of %s (%s)",

@@ -14,6 +14,8 @@ _YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line. The first ``--cfg`` item is a config file whatever its name; the items after
+    it are config files up to the first that does not end in ``.yaml``/``.yml``, then overrides."""
     parser = argparse.ArgumentParser(
         description="Train and/or test a stica_slowfast model (PySlowFast-style).",
         epilog="Overrides are KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.1 NUM_GPUS 0.",
@@ -28,7 +30,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", default=[], help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     # `--cfg a.yaml KEY VALUE` puts the pairs into cfg_files (nargs="+"); move them to the overrides.
-    split = next((i for i, item in enumerate(args.cfg_files) if not item.endswith(_YAML_SUFFIXES)), None)
+    # The first item is a file even without the suffix (as in PySlowFast), so that a missing or
+    # misnamed one is reported as a file, not as an override key.
+    split = next((i for i, item in enumerate(args.cfg_files)
+                  if i and not item.lower().endswith(_YAML_SUFFIXES)), None)
     extra: List[str] = []
     if split is not None:
         args.cfg_files, extra = args.cfg_files[:split], args.cfg_files[split:]

@@ -8,13 +8,14 @@ where it came from, and the closest valid key.
 import logging
 import os
 from ast import literal_eval
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import CfgNode
 
 from stica_slowfast.utils.io import PathManager
 from stica_slowfast.utils.suggest import closest, did_you_mean
+from stica_slowfast.utils.text import decode_text, looks_binary, split_lines, undecodable
 
 from .defaults import get_cfg
 from .errors import ConfigError
@@ -45,29 +46,114 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml_with_base(path: str) -> Dict[str, Any]:
     """Read a YAML config, resolving ``_BASE_`` (a path relative to the file, or a list of them).
 
-    Keys of the file override those of its bases, recursively.
+    Keys of the file override those of its bases, recursively. Every problem (a missing or non-text
+    file, a ``_BASE_`` that is not a file name, a loop of ``_BASE_``) is a one-line ConfigError
+    naming the file.
     """
-    with PathManager.open(path, "r") as f:
-        loader = _UniqueKeyLoader(f.read())
-    loader.name = path
+    return _load(path, (), None)[0]
+
+
+def _identity(path: str) -> str:
+    """What tells two spellings of one config file apart from two files (a loop from a diamond)."""
+    return path if "://" in path else os.path.realpath(path)
+
+
+def _show_chain(paths: Sequence[str]) -> str:
+    """``a.yaml -> b.yaml -> a.yaml``: local paths relative to the first file's directory."""
+    if any("://" in p for p in paths):
+        return " -> ".join(paths)
+    start = os.path.dirname(os.path.abspath(paths[0]))
+    return " -> ".join(os.path.relpath(os.path.abspath(p), start) for p in paths)
+
+
+def _read_text(path: str, included_from: Optional[str]) -> str:
+    """The text of a config file, which must exist and be UTF-8 (or UTF-16/32 with a BOM)."""
     try:
+        with PathManager.open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        if included_from is not None:
+            raise ConfigError(f"{included_from}: {BASE_KEY} file not found: {path}") from None
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from None
+    what = looks_binary(data)
+    if what is not None:
+        raise ConfigError(f"{path}: not a YAML text file: it looks like {what}")
+    text, encoding = decode_text(data)
+    if undecodable(text, encoding) is not None:
+        for n, line in enumerate(split_lines(text), start=1):
+            bad = undecodable(line, encoding)
+            if bad is not None:
+                raise ConfigError(f"{path}:{n}: {bad}; a config file is UTF-8 text")
+    return text
+
+
+def _base_paths(bases: Any, path: str) -> List[str]:
+    """The files a ``_BASE_`` value names, relative ones joined to the directory of ``path``."""
+    entries = [bases] if isinstance(bases, str) else bases
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of file names, got "
+                          f"{_type_name(bases)} {bases!r}")
+    paths = []
+    for i, base in enumerate(entries, start=1):
+        if not isinstance(base, str) or not base.strip():
+            which = f" entry {i} of {len(entries)}" if not isinstance(bases, str) else ""
+            raise ConfigError(f"{path}: {BASE_KEY}{which} must be a file name, got {_type_name(base)} "
+                              f"{base!r}")
+        base = os.path.expanduser(base)  # as fvcore's _BASE_
+        if not (os.path.isabs(base) or "://" in base):
+            base = os.path.normpath(os.path.join(os.path.dirname(path), base))
+        paths.append(base)
+    return paths
+
+
+def _leaf_origins(data: Dict[str, Any], path: str, prefix: str = "") -> Dict[str, str]:
+    """``{dotted key: path}`` for every leaf of ``data``."""
+    origins = {}
+    for name, value in data.items():
+        key = prefix + str(name)
+        if isinstance(value, dict) and value:
+            origins.update(_leaf_origins(value, path, key + "."))
+        else:
+            origins[key] = path
+    return origins
+
+
+def _load(path: str, chain: Tuple[str, ...], included_from: Optional[str]
+          ) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """:func:`load_yaml_with_base` of ``path``, reached through the files of ``chain``, and the file
+    each leaf key comes from (so that errors name the file to edit, not the leaf config)."""
+    loader = None
+    try:
+        loader = _UniqueKeyLoader(_read_text(path, included_from))
+        loader.name = path
         data = loader.get_single_data() or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None)
+    origins = _leaf_origins(data, path)
     if bases is None:
-        return data
+        return data, origins
+    chain = chain + (path,)
+    seen = [_identity(p) for p in chain]
     merged: Dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
-        if not (base.startswith("/") or "://" in base):
-            base = os.path.join(os.path.dirname(path), base)
-        _update_recursive(merged, load_yaml_with_base(base))
+    merged_origins: Dict[str, str] = {}
+    for base in _base_paths(bases, path):
+        if _identity(base) in seen:
+            loop = chain[seen.index(_identity(base)):] + (base,)
+            raise ConfigError(f"{path}: {BASE_KEY} loop: {_show_chain(loop)}")
+        base_data, base_origins = _load(base, chain, path)
+        _update_recursive(merged, base_data)
+        merged_origins.update(base_origins)
     _update_recursive(merged, data)
-    return merged
+    merged_origins.update(origins)
+    return merged, merged_origins
 
 
 def _update_recursive(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
@@ -130,28 +216,42 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
     )
 
 
-def merge_dict(cfg: CfgNode, data: Dict[str, Any], source: str) -> None:
-    """Merge a nested dict into ``cfg``, refusing unknown keys and wrong types."""
-    _merge(cfg, data, cfg, "", source)
+def merge_dict(cfg: CfgNode, data: Dict[str, Any], source: str,
+               origins: Optional[Dict[str, str]] = None) -> None:
+    """Merge a nested dict into ``cfg``, refusing unknown keys and wrong types.
+
+    Errors name ``source``, or for a dotted key in ``origins`` the file it came from.
+    """
+    _merge(cfg, data, cfg, "", source, origins or {})
 
 
-def _merge(node: CfgNode, data: Dict[str, Any], root: CfgNode, prefix: str, source: str) -> None:
+def _origin(key: str, source: str, origins: Dict[str, str]) -> str:
+    """The file that set ``key`` (or the first key under it), else ``source``."""
+    if key in origins:
+        return origins[key]
+    return next((f for k, f in origins.items() if k.startswith(key + ".")), source)
+
+
+def _merge(node: CfgNode, data: Dict[str, Any], root: CfgNode, prefix: str, source: str,
+           origins: Dict[str, str]) -> None:
     for name, value in data.items():
         key = prefix + str(name)
         if name not in node:
-            raise _unknown_key(key, root, source)
+            raise _unknown_key(key, root, _origin(key, source, origins))
         current = node[name]
         if isinstance(current, CfgNode):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {key} is a group of keys, got {value!r} ({source})")
-            _merge(current, value, root, key + ".", source)
+                raise ConfigError(f"config key {key} is a group of keys, got {value!r} "
+                                  f"({_origin(key, source, origins)})")
+            _merge(current, value, root, key + ".", source, origins)
         else:
-            node[name] = _coerce(value, current, key, source)
+            node[name] = _coerce(value, current, key, _origin(key, source, origins))
 
 
 def merge_from_file(cfg: CfgNode, path: str) -> None:
-    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``."""
-    merge_dict(cfg, load_yaml_with_base(path), source=path)
+    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``; errors name the file of the key."""
+    data, origins = _load(path, (), None)
+    merge_dict(cfg, data, source=path, origins=origins)
 
 
 def _parse_value(text: Any) -> Any:

@@ -282,6 +282,10 @@ class AudioTransform:
     video transforms.
     A gain adds a constant to the log spectrogram, so after ``normalize`` volume jitter only moves
     quiet cells relative to the log(eps) floor.
+    A NaN or infinite sample, or one so large (beyond about 1e19) that its float32 power overflows,
+    makes the output non-finite (all NaN once standardised): nothing here repairs it. The decoder
+    refuses such windows and the datasets such outputs, both as "non_finite_audio"
+    (:mod:`~stica_slowfast.data.bad_input`), so they are skipped and counted, never trained on.
 
     Args:
         sample_rate: Hz of the waveform.

@@ -2,21 +2,29 @@
 
 Every video the loader cannot use is counted under exactly one reason of :data:`SKIP_REASONS`:
 
-============== ===================================================================================
-reason         what happened
-============== ===================================================================================
-missing        the file does not exist
-empty          the file has zero bytes
-truncated      the container says it is longer than the file (an interrupted download or copy);
-               checked for MP4/MOV (ISO BMFF boxes) and AVI (RIFF chunks)
-undecodable    not a media file, corrupt data, no decodable frame
-no_video       no video stream (e.g. an .mp4 holding only audio)
-no_audio       no audio stream while audio is needed and ``STICA.AUDIO.MISSING`` is "skip"
-bad_csv_line   a split-file line that cannot be read (too few columns, a label that is not an
-               integer or lies outside [0, MODEL.NUM_CLASSES)); dropped when the split is loaded
-               (paths may hold the separator, so a line with too many columns reads as a path
-               that then counts as "missing")
-============== ===================================================================================
+================ ===================================================================================
+reason           what happened
+================ ===================================================================================
+missing          the file does not exist
+empty            the file has zero bytes
+truncated        the container says it is longer than the file (an interrupted download or copy);
+                 checked for MP4/MOV (ISO BMFF boxes) and AVI (RIFF chunks)
+undecodable      not a media file, corrupt data, no decodable frame
+no_video         no video stream (e.g. an .mp4 holding only audio)
+no_audio         no audio stream while audio is needed and ``STICA.AUDIO.MISSING`` is "skip"
+bad_csv_line     a split-file line that cannot be read (too few columns, a label that is not an
+                 integer or lies outside [0, MODEL.NUM_CLASSES)); dropped when the split is loaded
+                 (paths may hold the separator, so a line with too many columns reads as a path
+                 that then counts as "missing")
+corrupt          decoded, but a clip would take wrong pixels: FFmpeg concealed damaged data in a
+                 frame the clip takes or in one that frame may be predicted from (an earlier I- or
+                 P-frame since the last keyframe, or the reference frame shown right after a run of
+                 B-frames), or the video stream's packets end well before the duration its header
+                 states (a damaged sample table) and the clip would hold the last frame across that
+                 gap
+non_finite_audio the clip's audio window holds NaN or infinite samples (float PCM), or its
+                 spectrogram does (samples so large that it overflows)
+================ ===================================================================================
 
 Data flow of the counts::
 
@@ -53,7 +61,8 @@ __all__ = [
     "check_bad_lines",
 ]
 
-SKIP_REASONS = ("missing", "empty", "truncated", "undecodable", "no_video", "no_audio", "bad_csv_line")
+SKIP_REASONS = ("missing", "empty", "truncated", "undecodable", "no_video", "no_audio", "bad_csv_line",
+                "corrupt", "non_finite_audio")
 
 _NO_AUDIO = SKIP_REASONS.index("no_audio")
 _NO_AUDIO_HINT = " Videos without audio can be used with silence: STICA.AUDIO.MISSING zeros."

@@ -17,18 +17,24 @@ Registered datasets (``stica_slowfast.registry.DATASET``, looked up case-insensi
 * ``hmdb51``  -- official ``<class>_test_splitN.txt`` files.
 
 Relative video paths are joined to ``DATA.PATH_PREFIX`` (or to ``DATA.PATH_TO_DATA_DIR`` when the
-prefix is empty); absolute paths and URIs are kept.
+prefix is empty); absolute paths and URIs (read through iopath's PathManager) are kept, and
+``file://`` URIs become the local paths they name. Split files are UTF-8 text, or UTF-16/32 when a
+byte-order mark says so; a UTF-8 BOM is ignored.
 
-Bad input (reasons in ``stica_slowfast.data.bad_input``): a split-file line that cannot be read is
-dropped with a warning naming ``file:line`` and counted as "bad_csv_line"; a split with no readable
-line, or with more than ``DATA_LOADER.MAX_BAD_FRACTION`` of its lines bad, stops with an error naming
-the file. A video that cannot be decoded is replaced (training) or marked invalid (evaluation), and
-its reason is counted in the sample's ``"skip_reasons"``.
+Bad input (reasons in ``stica_slowfast.data.bad_input``): a split-file line that cannot be read (a
+malformed line, a byte that does not decode, a NUL byte) is dropped with a warning naming
+``file:line`` and counted as "bad_csv_line"; a split file that is not text (compressed, a video,
+binary) stops with an error naming it and what it looks like; a split with no readable line, or with
+more than ``DATA_LOADER.MAX_BAD_FRACTION`` of its lines bad, stops with an error naming the file. A
+video that cannot be decoded is replaced (training) or marked invalid (evaluation), and its reason is
+counted in the sample's ``"skip_reasons"``.
 """
 
 import logging
 import math
 import os
+import re
+import urllib.parse
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
@@ -42,6 +48,7 @@ from stica_slowfast.data.decoding import DecodeError, VideoOpener, get_clip_star
 from stica_slowfast.data.transforms import augments_on_device, build_transforms_from_cfg
 from stica_slowfast.registry import DATASET
 from stica_slowfast.utils.io import PathManager
+from stica_slowfast.utils.text import decode_text, looks_binary, split_lines, undecodable
 
 logger = logging.getLogger(__name__)
 
@@ -83,19 +90,82 @@ class SeededIndex(NamedTuple):
 # ---------------------------------------------------------------------------------------------------- #
 # Split-file parsing (pure functions: file in, list of (path, label) out)
 # ---------------------------------------------------------------------------------------------------- #
-def _join(prefix: str, path: str) -> str:
-    """``prefix/path`` for a relative path; absolute paths and URIs (``s3://...``) unchanged."""
-    if os.path.isabs(path) or "://" in path:
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _local_file_uri(path: str) -> str:
+    """The local path a ``file://`` URI names (other paths unchanged); ValueError for another host.
+
+    iopath's PathManager has no handler for ``file://`` (it would look for a relative path of that
+    name) and the decoder stats local files, so these URIs become paths here. They are
+    percent-decoded as RFC 8089 says (``Path.as_uri()`` writes ``%20``), unless only the undecoded
+    name exists, as when a name holding ``%`` was written into a URI by hand.
+    """
+    if path[:7].lower() != "file://":
         return path
-    return os.path.join(prefix, path)
+    host, slash, rest = path[7:].partition("/")
+    if host not in ("", "localhost"):
+        raise ValueError(f"file URI {path!r} names host {host!r}; only local files (file:///path) "
+                         f"can be read")
+    raw = slash + rest
+    local = urllib.parse.unquote(raw)
+    if local != raw and not os.path.exists(local) and os.path.exists(raw):
+        return raw
+    return local
 
 
-def _read_lines(path: str) -> List[Tuple[int, str]]:
-    """Non-blank lines of a text file with their 1-based line numbers, stripped."""
+def _join(prefix: str, path: str, where: str) -> str:
+    """``prefix/path`` for a relative path; absolute paths and URIs of iopath's handlers (``s3://...``)
+    unchanged; a ``file://`` URI (or a prefix that is one) as its local path. ``where`` ("file:line")
+    names the line in the BadLineError of a file URI on another host."""
+    if not (os.path.isabs(path) or _SCHEME.match(path)):
+        path = os.path.join(prefix, path)
+    try:
+        return _local_file_uri(path)
+    except ValueError as err:
+        raise BadLineError(f"{where}: {err}") from None
+
+
+# A non-blank line of a split file: its 1-based number, its stripped text, and why it cannot be read
+# (None when it can). A plain tuple: Kinetics lists have 10^5-10^6 lines.
+_Line = Tuple[int, str, Optional[str]]
+
+
+def _read_lines(path: str) -> List[_Line]:
+    """The non-blank lines of a split file, as ``_Line`` tuples (a BOM and surrounding blanks stripped).
+
+    A file that is not text (compressed, a video, NUL bytes throughout) is refused as a whole; a line
+    with an undecodable byte or a NUL byte (which no path may hold) is returned with its problem, for
+    the caller to drop and count. A byte-order mark selects UTF-16 or UTF-32 (PowerShell's and
+    Notepad's "Unicode"); without one the file is UTF-8.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file and what it looks like, when it is not text.
+    """
+    path = _local_file_uri(path)
     if not PathManager.exists(path):
         raise FileNotFoundError(f"split file not found: {path}")
-    with PathManager.open(path, "r") as f:
-        return [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
+    with PathManager.open(path, "rb") as f:
+        data = f.read()
+    what = looks_binary(data)
+    if what is not None:
+        raise ValueError(f"{path}: not a text file: it looks like {what}; a split file is text "
+                         f"(UTF-8, or UTF-16 with a byte-order mark)")
+    text, encoding = decode_text(data)
+    check = undecodable(text, encoding) is not None or "\x00" in text  # else no line needs a look
+    lines = []
+    for n, raw in enumerate(split_lines(text), start=1):
+        line = raw.strip().lstrip("\ufeff").strip()  # a BOM also starts each file of a concatenation
+        if not line:
+            continue
+        problem = undecodable(raw, encoding) if check else None  # columns count in the line as written
+        if problem is not None:
+            problem += " (re-save the file as UTF-8)"
+        elif check and "\x00" in raw:
+            problem = f"NUL byte at column {raw.index(chr(0)) + 1} (no path can hold one)"
+        lines.append((n, line, problem))
+    return lines
 
 
 def _check_label(label: int, num_classes: int, where: str) -> int:
@@ -120,9 +190,12 @@ def _parse_lines(
     A line ``parse`` rejects with BadLineError raises, or with ``on_bad_line`` is reported and dropped.
     """
     items = []
-    for n, line in _read_lines(path):
+    for n, line, problem in _read_lines(path):
+        where = f"{path}:{n}"
         try:
-            item = parse(line, f"{path}:{n}")
+            if problem is not None:
+                raise BadLineError(f"{where}: {problem}")
+            item = parse(line, where)
         except BadLineError as err:
             if on_bad_line is None:
                 raise
@@ -145,15 +218,15 @@ def read_kinetics_csv(
         prefix: directory joined to relative video paths.
         num_classes: labels must lie in [0, num_classes).
         on_bad_line: called with ``"file:line: why"`` for each line that cannot be read (wrong number
-            of columns, a label that is not an integer or out of range), which is then dropped;
-            None raises instead.
+            of columns, a label that is not an integer or out of range, a byte that does not decode,
+            a NUL byte), which is then dropped; None raises instead.
 
     Returns:
         [(video path, label)] in file order.
 
     Raises:
         BadLineError (a ValueError): naming the file and line, for a bad line without ``on_bad_line``.
-        ValueError: naming the file, when it lists no video (empty, or only bad lines).
+        ValueError: naming the file, when it lists no video (empty, or only bad lines), or is not text.
         FileNotFoundError: the file does not exist.
     """
 
@@ -163,7 +236,7 @@ def read_kinetics_csv(
         if len(parts) != 2 or not parts[0].strip():
             raise BadLineError(f"{where}: expected '<path>{separator}<label>', got {line!r}")
         label = _int_label(parts[1], where, line)
-        return _join(prefix, parts[0].strip()), _check_label(label, num_classes, where)
+        return _join(prefix, parts[0].strip(), where), _check_label(label, num_classes, where)
 
     items = _parse_lines(path, parse, on_bad_line)
     if not items:
@@ -175,7 +248,9 @@ def read_kinetics_csv(
 def _read_ucf_class_index(path: str) -> Dict[str, int]:
     """``classInd.txt`` ("1 ApplyEyeMakeup" per line) -> {class name: 0-based label}."""
     classes: Dict[str, int] = {}
-    for n, line in _read_lines(path):
+    for n, line, problem in _read_lines(path):
+        if problem is not None:
+            raise ValueError(f"{path}:{n}: {problem}")
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise ValueError(f"{path}:{n}: expected '<index> <ClassName>', got {line!r}")
@@ -238,7 +313,7 @@ def read_ucf101_split(
                                f"{os.path.join(data_dir, 'classInd.txt')}")
         else:
             label = from_folder
-        return _join(prefix, video), _check_label(label, num_classes, where)
+        return _join(prefix, video, where), _check_label(label, num_classes, where)
 
     items = _parse_lines(list_path, parse, on_bad_line)
     if not items:
@@ -274,6 +349,7 @@ def read_hmdb51_split(
         FileNotFoundError: no split file.
     """
     suffix = f"_test_split{split_id}.txt"
+    data_dir = _local_file_uri(data_dir)
     if not PathManager.isdir(data_dir):
         raise FileNotFoundError(f"HMDB-51 split directory not found: {data_dir}")
     names = sorted(f for f in PathManager.ls(data_dir) if f.endswith(suffix))
@@ -290,7 +366,7 @@ def read_hmdb51_split(
                 raise BadLineError(f"{where}: expected '<video> <0|1|2>', got {line!r}")
             if parts[1] != wanted:
                 return None  # another split's video
-            return _join(prefix, os.path.join(cls, parts[0])), _check_label(label, num_classes, where)
+            return _join(prefix, os.path.join(cls, parts[0]), where), _check_label(label, num_classes, where)
 
         items += _parse_lines(os.path.join(data_dir, fname), parse, on_bad_line)
     if not items:
@@ -453,6 +529,10 @@ class VideoDataset(torch.utils.data.Dataset):
         for c, frames in enumerate(clips.video):
             # One audio feature per clip (one augmentation draw), shared by its spatial views.
             audio = self.audio_transform(clips.audio[c]) if clips.audio is not None else None
+            if audio is not None and not bool(torch.isfinite(audio).all()):
+                # The decoder refuses NaN/inf samples; finite ones beyond ~1e19 overflow float32 here.
+                raise DecodeError(f"the audio feature of clip {c} of {path} is not finite (samples of up "
+                                  f"to {float(clips.audio[c].abs().max()):.3g})", "non_finite_audio")
             # Temporal-major: all spatial views of clip c before clip c + 1. Each call of the train
             # transform draws new parameters, so every clip gets its own augmentation.
             for transform in self.transforms:

@@ -1,4 +1,10 @@
-"""The ``tools/run_net.py`` entry: parse, load the config, prepare data, launch train and/or test."""
+"""The ``tools/run_net.py`` entry: parse, load the config, prepare data, launch train and/or test.
+
+Errors of the user's input stop the run with one ``error: ...`` line on stderr: a config that does
+not fit the schema (exit 2), an OUTPUT_DIR another run is using, a checkpoint file that is not a usable
+checkpoint (exit 1). With ``NUM_GPUS`` > 1 the processes are spawned, and the same line ends
+torch's report of the failed process instead.
+"""
 
 import logging
 import os
@@ -7,6 +13,7 @@ from typing import Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
+from stica_slowfast.checkpoint import CheckpointFileError
 from stica_slowfast.config import ConfigError
 from stica_slowfast.config.args import load_config_from_args, parse_args
 
@@ -14,7 +21,7 @@ from .evaluator import test
 from .feature_probe import feature_probe
 from .launch import launch_job
 from .retrieval import retrieval
-from .setup import check_output_dir
+from .setup import OutputDirBusyError, check_output_dir, output_dir_lock
 from .trainer import train
 
 logger = logging.getLogger(__name__)
@@ -41,15 +48,17 @@ def prepare_data(cfg: CfgNode) -> CfgNode:
 
 def run(cfg: CfgNode) -> None:
     """Per-process job: train if TRAIN.ENABLE, test if TEST.ENABLE, retrieval if STICA.RETRIEVAL.ENABLE,
-    the feature probe if STICA.FEATURE_PROBE.ENABLE."""
-    if cfg.TRAIN.ENABLE:
-        train(cfg)
-    if cfg.TEST.ENABLE:
-        test(cfg)
-    if cfg.STICA.RETRIEVAL.ENABLE:
-        retrieval(cfg)
-    if cfg.STICA.FEATURE_PROBE.ENABLE:
-        feature_probe(cfg)
+    the feature probe if STICA.FEATURE_PROBE.ENABLE; all under OUTPUT_DIR's run lock (taken by process 0
+    before anything is written there), so that a second run on a live OUTPUT_DIR stops at once."""
+    with output_dir_lock(cfg.OUTPUT_DIR):
+        if cfg.TRAIN.ENABLE:
+            train(cfg)
+        if cfg.TEST.ENABLE:
+            test(cfg)
+        if cfg.STICA.RETRIEVAL.ENABLE:
+            retrieval(cfg)
+        if cfg.STICA.FEATURE_PROBE.ENABLE:
+            feature_probe(cfg)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -60,4 +69,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     cfg = prepare_data(cfg)
-    launch_job(cfg, args.init_method, run)
+    try:
+        launch_job(cfg, args.init_method, run)
+    except (OutputDirBusyError, CheckpointFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint
+from stica_slowfast.checkpoint import load_checkpoint, load_last_good_checkpoint, naming_config_key
 from stica_slowfast.data import construct_loader, prepare_batch
 from stica_slowfast.data.bad_input import SKIP_REASONS, num_bad_lines, reason_index, reason_stats
 from stica_slowfast.models.api import contract
@@ -91,14 +91,20 @@ def write_metrics(output_dir: str, metrics: Dict[str, float]) -> str:
 
 
 def load_eval_model(cfg: CfgNode, device: torch.device) -> Tuple[nn.Module, str]:
-    """The model of TEST.CHECKPOINT_FILE_PATH (default: this run's newest checkpoint) and that path.
+    """The model of TEST.CHECKPOINT_FILE_PATH (default: this run's newest usable checkpoint) and that path.
 
     Without either, the model keeps its random initialisation (a baseline) and the path is "".
+    Raises CheckpointFileError naming TEST.CHECKPOINT_FILE_PATH when that file is not a usable
+    checkpoint, or naming the checkpoint directory when none of its files is.
     """
     model = build_model_on(cfg, device)
-    path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR) or ""
+    path, epoch = cfg.TEST.CHECKPOINT_FILE_PATH, -1
     if path:
-        epoch = load_checkpoint(path, model)
+        with naming_config_key("TEST.CHECKPOINT_FILE_PATH"):
+            epoch = load_checkpoint(path, model)
+    else:  # the newest usable one (an unusable newer file is skipped, with a warning)
+        path, epoch = load_last_good_checkpoint(cfg.OUTPUT_DIR, model, warn=du.is_master_proc()) or ("", -1)
+    if path:
         logger.info("Evaluating %s (epoch %d)", path, epoch + 1)
     else:
         logger.warning("No checkpoint given or found in %s: evaluating a randomly initialised model", cfg.OUTPUT_DIR)

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 
+from stica_slowfast.checkpoint import naming_config_key
 from stica_slowfast.data import construct_loader
 from stica_slowfast.models.api import contract
 from stica_slowfast.utils import distributed as du
@@ -214,7 +215,8 @@ def _probe_models(cfg: CfgNode, device: torch.device) -> Dict[str, Tuple[nn.Modu
         model = build_model_on(model_cfg, device)
         what = f"{name or 'the model'} ({model_cfg.MODEL.ARCH})"
         if path:
-            epoch = contract(model).load_pretrained(path)
+            with naming_config_key(f"STICA.FEATURE_PROBE.ALSO ({name})" if name else "TRAIN.CHECKPOINT_FILE_PATH"):
+                epoch = contract(model).load_pretrained(path)
             logger.info("Feature probe of %s: %s (epoch %d)", what, path, epoch + 1)
         else:
             logger.warning("Feature probe of %s: no checkpoint, a randomly initialised model", what)

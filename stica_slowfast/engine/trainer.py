@@ -14,7 +14,12 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from stica_slowfast.checkpoint import get_last_checkpoint, load_checkpoint, save_checkpoint
+from stica_slowfast.checkpoint import (
+    get_last_checkpoint,
+    load_last_good_checkpoint,
+    naming_config_key,
+    save_checkpoint,
+)
 from stica_slowfast.data import construct_loader, prepare_batch, shuffle_dataset
 from stica_slowfast.data.bad_input import SKIP_REASONS, epoch_skip_stats, num_bad_lines, reason_index
 from stica_slowfast.models.api import contract
@@ -58,15 +63,27 @@ def autocast(cfg: CfgNode, device: torch.device):
 
 
 def resume_or_initialise(cfg: CfgNode, model, optimizer, scaler) -> int:
-    """Load the newest checkpoint of this run, else ``TRAIN.CHECKPOINT_FILE_PATH``; return start epoch."""
-    last = get_last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
-    if last:
-        logger.info("Resuming from %s", last)
-        return load_checkpoint(last, model, optimizer, scaler) + 1
+    """Load the newest usable checkpoint of this run, else ``TRAIN.CHECKPOINT_FILE_PATH``; return the
+    start epoch.
+
+    With ``TRAIN.AUTO_RESUME`` an unusable newest checkpoint (a copy cut short) is skipped for the
+    previous one, with a warning naming both (:func:`load_last_good_checkpoint`).
+
+    Raises:
+        CheckpointFileError: every checkpoint of the run is unusable, or ``TRAIN.CHECKPOINT_FILE_PATH``
+            is not a usable checkpoint (the message names the key and the file).
+    """
+    if cfg.TRAIN.AUTO_RESUME:
+        resumed = load_last_good_checkpoint(cfg.OUTPUT_DIR, model, optimizer, scaler, warn=du.is_master_proc())
+        if resumed is not None:
+            path, epoch = resumed
+            logger.info("Resuming from %s", path)
+            return epoch + 1
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         path = cfg.TRAIN.CHECKPOINT_FILE_PATH
         logger.info("Initialising from %s", path)
-        epoch = contract(model).load_pretrained(path)
+        with naming_config_key("TRAIN.CHECKPOINT_FILE_PATH"):
+            epoch = contract(model).load_pretrained(path)
         return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1
     return 0
 

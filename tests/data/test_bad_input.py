@@ -349,7 +349,7 @@ def test_evaluation_counts_every_reason_with_two_workers(media, tmp_path):
         want[BAD.get(name, "no_audio")] += 1
     assert {r: stats[f"skipped_{r}"] for r in SKIP_REASONS} == want
     assert want == {"missing": 1, "empty": 1, "truncated": 5, "undecodable": 1, "no_video": 1,
-                    "no_audio": 1, "bad_csv_line": 1}
+                    "no_audio": 1, "bad_csv_line": 1, "corrupt": 0, "non_finite_audio": 0}
     # Every odd-but-valid file is scored (all labels 0, all predicted 0); the bad ones are not.
     assert (stats["num_videos"], stats["num_skipped"], stats["top1_acc"]) == (len(good), len(bad), 100.0)
 
@@ -484,11 +484,11 @@ def test_train_epoch_logs_counts_per_reason_and_stops_past_the_limit(media, tmp_
 
 def test_epoch_skip_stats_limit():
     counts = count_reasons(["missing", "no_audio", "missing"])
-    assert counts.tolist() == [2, 0, 0, 0, 0, 1, 0]
+    assert counts.tolist() == [2, 0, 0, 0, 0, 1, 0, 0, 0]
     stats = epoch_skip_stats(counts, 57, max_fraction=0.05, where="epoch 1")  # 3 of 60: exactly 5 %
     assert stats == {"num_skipped_videos": 3, "skipped_missing": 2, "skipped_empty": 0, "skipped_truncated": 0,
                      "skipped_undecodable": 0, "skipped_no_video": 0, "skipped_no_audio": 1,
-                     "skipped_bad_csv_line": 0}
+                     "skipped_bad_csv_line": 0, "skipped_corrupt": 0, "skipped_non_finite_audio": 0}
     with pytest.raises(TooManyBadVideosError, match=r"3 of the 59 videos read in epoch 2 \(5.1 %\) were skipped "
                                                     r"\(missing: 2, no_audio: 1\).*STICA.AUDIO.MISSING zeros"):
         epoch_skip_stats(counts, 56, max_fraction=0.05, where="epoch 2")
@@ -498,7 +498,7 @@ def test_epoch_skip_stats_limit():
         epoch_skip_stats(count_reasons(["empty"]), 10 ** 6, max_fraction=0.0, where="")
     check_bad_lines(["f:1: x"], 19, max_fraction=0.05, source="f")  # 1 of 20: allowed
     with pytest.raises(ValueError, match="unknown skip reason"):
-        count_reasons(["corrupt"])
+        count_reasons(["cursed"])
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5])

@@ -7,6 +7,12 @@ near the windows; the samples are exactly those of decoding every packet, but fo
 decoders synthesise for noise-coded bands, which depends on where decoding started (as it already
 does between one clip and several).
 
+Non-finite samples. Float PCM (pcm_f32le, pcm_f64le, ... in WAV-style tracks of MKV, MOV, AVI) can
+hold NaN or infinite samples, which the decoders pass through and the resampler spreads over its
+filter's length (a few dozen samples on each side). :func:`non_finite_window` finds a window that
+holds one, so that the pass can refuse it ("non_finite_audio") rather than hand it on: one NaN makes
+the whole standardised spectrogram NaN.
+
 Symbols: S audio samples per clip.
 """
 
@@ -20,7 +26,7 @@ import numpy as np
 
 from stica_slowfast.data.decoding.clock import TIME_EPS, frame_time, pts_time, time_base_seconds
 
-__all__ = ["AudioPlacer", "AudioGate"]
+__all__ = ["AudioPlacer", "AudioGate", "non_finite_window"]
 
 # Audio packets decoded before a window after skipping the ones before it, and windows closer than
 # this (seconds) decoded as one, so that at least that many packets lie between two (see AudioGate).
@@ -65,6 +71,19 @@ class AudioPlacer:
             if lo < hi:
                 buf[lo - first:hi - first] = samples[lo - offset:hi - offset]
         self.cursor = offset + n
+
+
+def non_finite_window(buffers: Sequence[np.ndarray]) -> Optional[int]:
+    """The index of the first window (an (S,) array) holding a NaN or infinite sample, else None.
+
+    One sum per window in float64 (finite float32 samples cannot overflow it; any NaN or infinity
+    makes it non-finite), with no temporary array.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as it should, unwarned
+        for k, buf in enumerate(buffers):
+            if not math.isfinite(buf.sum(dtype=np.float64)):
+                return k
+    return None
 
 
 def _contiguous(frames: Sequence[object]) -> bool:

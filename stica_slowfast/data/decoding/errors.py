@@ -2,9 +2,12 @@
 
 Every failure is a :class:`DecodeError` whose ``reason`` is one of
 ``stica_slowfast.data.bad_input.SKIP_REASONS``: "missing", "empty" (0 bytes), "truncated" (see
-:mod:`~stica_slowfast.data.decoding.truncation`), "no_video" and "undecodable" (anything else: not a
-media file, corrupt data, no frame). Errors PyAV, numpy or the arithmetic on a broken header raise
-are mapped to it by :func:`as_decode_error`.
+:mod:`~stica_slowfast.data.decoding.truncation`), "no_video", "undecodable" (anything else: not a
+media file, corrupt data, no frame); and for what decodes but is wrong (see
+:mod:`~stica_slowfast.data.decoding.one_pass`), "corrupt" (concealed damage in a clip's frames, or
+frames missing from a damaged sample table) and "non_finite_audio" (NaN or infinite audio samples).
+Errors PyAV, numpy or the arithmetic on a broken header raise are mapped to it by
+:func:`as_decode_error`.
 """
 
 import contextlib
@@ -27,7 +30,8 @@ class DecodeError(RuntimeError):
     Args:
         message: what failed, naming the file.
         reason: why, one of ``stica_slowfast.data.bad_input.SKIP_REASONS`` ("missing", "empty",
-            "truncated", "undecodable", "no_video"; the datasets add "no_audio").
+            "truncated", "undecodable", "no_video", "corrupt", "non_finite_audio"; the datasets add
+            "no_audio").
     """
 
     def __init__(self, message: str, reason: str = "undecodable"):

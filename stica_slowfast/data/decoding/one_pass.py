@@ -9,6 +9,17 @@ than the gate's margin is decoded again in full), and so are the samples, but fo
 (see :mod:`~stica_slowfast.data.decoding.audio_windows`). Only the selected frames are converted to
 RGB.
 
+Frames and samples that decode but are wrong are not used ("corrupt", "non_finite_audio"; see
+:mod:`~stica_slowfast.data.bad_input`): a clip whose frame FFmpeg concealed damage in, or may be
+predicted from such a frame (:meth:`FrameSelector.damaged_targets
+<stica_slowfast.data.decoding.frame_selection.FrameSelector.damaged_targets>`); a clip that would hold
+the last frame across a span the video stream's packets do not reach although its duration promises
+it (a damaged MP4 sample table yields 1 of 50 frames, and every target would get that one); an audio
+window with a NaN or infinite sample (float PCM; the resampler spreads one over its filter's length).
+Only the end of the packets is compared with the duration, never the gaps between frames: a
+variable-frame-rate video may legitimately show one frame for seconds, and neither MP4's packet
+durations (decode-order deltas) nor Matroska's (a default) tell such a gap from a damaged one.
+
 Timestamps that cannot be trusted are handled without failing: frames without pts follow the previous
 one by a frame period (raw h264); pts that go backwards in presentation order (AVI with B-frames) switch
 the file to timing by dts from the first frame; a container that cannot seek, or a seek that lands
@@ -18,12 +29,13 @@ Symbols: T frames per clip, H, W frame size, S audio samples per clip.
 """
 
 import logging
+import math
 from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from stica_slowfast.data.decoding import video_gate
-from stica_slowfast.data.decoding.audio_windows import AudioGate, AudioPlacer
+from stica_slowfast.data.decoding.audio_windows import AudioGate, AudioPlacer, non_finite_window
 from stica_slowfast.data.decoding.clock import TIME_EPS, pts_time, time_base_seconds
 from stica_slowfast.data.decoding.errors import DecodeError
 from stica_slowfast.data.decoding.frame_selection import FrameSelector, SkippedFrame
@@ -34,6 +46,10 @@ __all__ = ["PassSource", "decode_pass"]
 
 # A clip start this close to 0 (seconds) is decoded from the beginning without seeking.
 _NO_SEEK_BELOW = 1e-3
+# The video packets may end this much before the stream's duration (frame periods, and at least
+# seconds) without counting as missing frames: rounding, the B-frame delay of decode timestamps.
+_MISSING_TAIL_FRAMES = 4
+_MISSING_TAIL_S = 0.1
 
 
 class PassSource(Protocol):
@@ -41,6 +57,7 @@ class PassSource(Protocol):
 
     path: str
     origin: float  # the clip clock's origin, seconds on the file's presentation clock
+    duration: float  # seconds of video from the origin: the stream's own (its header's, where it has one)
     video_stream: object
     audio_stream: Optional[object]
     # Set by a pass once the pts are found unusable: frames are then timed by decode order.
@@ -179,6 +196,8 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
     dts_anchor: Optional[int] = None
     count = 0
     video_index = vs.index
+    packets_end = -math.inf  # latest end (time + duration) of a video packet, when timed by pts
+    at_end = False
     try:
         for packet in video.demux(streams):
             video_done, audio_done = selector.done, audio is None or audio.done
@@ -190,6 +209,9 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
                 continue
             if video_done:
                 continue  # keep demuxing only for the audio
+            if not video.timed_by_decode_order and packet.pts is not None and time_base is not None:
+                span = packet.duration * time_base if packet.duration else period
+                packets_end = max(packets_end, packet.pts * time_base - video.origin + span)
             # Before the first frame after a seek, keep every packet: the seek's check below
             # needs the frame it landed on.
             packets = (packet,) if gate is None else gate.admit(
@@ -206,6 +228,7 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
                     selector.push(frame, t)
         else:
             # End of file (demux already flushed the decoders): flush the resampler's tail.
+            at_end = True
             if audio is not None:
                 audio.finish()
     finally:
@@ -216,6 +239,43 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
             # Inexact seeking (e.g. MPEG-TS) can land past the only keyframes: no frame at all.
             raise _SeekOvershoot()
         raise DecodeError(f"no video frames decoded from {video.path}")
+    if at_end:
+        _check_promised_end(video, selector.pending, max(packets_end, last_time + period), period)
+    elif selector.awaits_reference:
+        # The last frame taken is a B-frame; the reference frame shown after it was decoded before
+        # it, and may have been concealed: take the frames the decoder holds (decoded already).
+        for frame in vs.codec_context.decode(None):
+            selector.observe(frame)
+            if not selector.awaits_reference:
+                break
+        vs.codec_context.flush_buffers()
     selector.finish()
+    damaged = selector.damaged_targets()
+    if damaged:
+        raise DecodeError(f"FFmpeg concealed damaged data in {video.path} in the frame a clip takes at "
+                          f"{damaged[0]:.3f} s, or in one that frame is predicted from", "corrupt")
     buffers = audio.placer.buffers if audio is not None else None
+    if buffers is not None:
+        bad = non_finite_window(buffers)
+        if bad is not None:
+            raise DecodeError(f"the audio of {video.path} holds NaN or infinite samples in the window "
+                              f"from {audio_starts[bad]:.3f} s", "non_finite_audio")
     return selector.arrays, selector.times, buffers, count
+
+
+def _check_promised_end(video: PassSource, held: Sequence[float], stream_end: float,
+                        period: float) -> None:
+    """Raise DecodeError("corrupt") when a target would hold the last frame across a span the video
+    packets do not reach (they end at ``stream_end`` seconds) although the stream's duration promises
+    frames there (a damaged sample table).
+
+    ``held``: the targets past the last frame. Targets past the duration hold the last frame as
+    they should (a video shorter than a clip).
+    """
+    slack = max(_MISSING_TAIL_FRAMES * period, _MISSING_TAIL_S)
+    missing = [tau for tau in held if stream_end + slack < tau < video.duration - TIME_EPS]
+    if missing:
+        raise DecodeError(
+            f"the video packets of {video.path} end at {stream_end:.3f} s, but its duration is "
+            f"{video.duration:.3f} s (a damaged sample table?): a clip would hold its last frame from "
+            f"there to {missing[-1]:.3f} s", "corrupt")
