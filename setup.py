@@ -40,7 +40,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1"],
         "slurm": ["submitit>=1.4"],
     },
 )

@@ -6,9 +6,13 @@ from typing import Optional
 import av
 import numpy as np
 
+from stica_slowfast.utils.forking import guard_forks
 from stica_slowfast.utils.io import PathManager
 
 _AUDIO_CHUNK = 1024  # samples per encoded audio frame
+
+# A forked child must not free an inherited encoder (x264's threads were not forked).
+guard_forks()
 
 
 def write_video(

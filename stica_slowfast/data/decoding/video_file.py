@@ -42,6 +42,7 @@ from stica_slowfast.data.decoding.clock import VideoSpan, frame_time, read_video
 from stica_slowfast.data.decoding.errors import DecodeError, as_decode_error
 from stica_slowfast.data.decoding.one_pass import decode_pass
 from stica_slowfast.data.decoding.truncation import find_truncation
+from stica_slowfast.utils.forking import guard_forks
 from stica_slowfast.utils.io import PathManager
 
 __all__ = ["DecodedClips", "OpenedVideo", "VideoOpener", "VideoFile", "open_video", "decode_clips", "get_duration"]
@@ -56,6 +57,9 @@ _HEADER_DURATION_FORMATS = frozenset({"mov", "mp4", "avi"})
 # seek (a search over byte positions) starts that count elsewhere: frames come out shifted by part
 # of a frame period, and a frame near the end can be lost. ("mpeg" also reads .vob files.)
 _NO_SEEK_FORMATS = frozenset({"mpeg"})
+
+# A forked DataLoader worker must not free an inherited decoder (its threads were not forked).
+guard_forks()
 
 # (local path, size, mtime) -> (duration, timestamp restarts): measuring a span reads packets, and a
 # dataset opens its files again every epoch (a test or retrieval several times). Bounded: the oldest
