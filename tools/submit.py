@@ -7,6 +7,11 @@
 One SLURM task per GPU; submitit exports RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT and
 the engine joins that process group as under torchrun. NUM_GPUS is set to ``--gpus_per_node`` and
 NUM_SHARDS to ``--nodes``; checkpoints in OUTPUT_DIR make a requeued job resume (TRAIN.AUTO_RESUME).
+
+Before the time limit (or a preemption) submitit sends its signal (SIGUSR2, or
+``SUBMITIT_PREEMPT_SIGNAL``), which is one of the run's TRAIN.PREEMPT_SIGNALS: every task finishes its
+step, task 0 writes a mid-epoch checkpoint, and submitit's own handler, called after it, requeues the
+job (``Trainer.checkpoint``); the requeued job continues from that step.
 """
 
 import argparse
@@ -30,12 +35,24 @@ class Trainer:
 
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         cfg = prepare_data(load_config_from_args(self.run_args))
-        launch_job(cfg, "env://", run)
+        launch_job(with_submitit_signal(cfg), "env://", run)
 
     def checkpoint(self):
         import submitit
 
         return submitit.helpers.DelayedSubmission(Trainer(self.run_args))
+
+
+def with_submitit_signal(cfg):
+    """``cfg`` whose TRAIN.PREEMPT_SIGNALS holds the signal submitit sends before a time limit."""
+    name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()
+    if name in [s.upper() for s in cfg.TRAIN.PREEMPT_SIGNALS]:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TRAIN.PREEMPT_SIGNALS = [*cfg.TRAIN.PREEMPT_SIGNALS, name]
+    cfg.freeze()
+    return cfg
 
 
 def main() -> None:

@@ -12,6 +12,14 @@ Layout and contents (the same as PySlowFast's, so its tools can read ours and vi
 The file number is ``epoch + 1``: a file named ``..._00005.pyth`` holds the state after five epochs and a
 resumed run continues with epoch index 5.
 
+Mid-epoch checkpoints (``TRAIN.CHECKPOINT_ITER_PERIOD`` / ``CHECKPOINT_MINUTES``, or a preemption signal)
+are named by the epochs finished and the iterations done in the next one, e.g.
+``checkpoint_epoch_00005_iter_000300.pyth`` (after five epochs and 300 iterations of the sixth), which
+sorts between the epoch files around it. They store ``"epoch": 4`` as well, so a loader that knows
+only epoch files (PySlowFast's) resumes at the sixth epoch's start, and add ``"iteration": 300`` and
+``"train_state"``: what the trainer needs to continue the epoch exactly (each process's random
+states and partial epoch statistics).
+
 Writes go to a hidden temporary file in the same directory which is then renamed over the final name,
 so a crash mid-write leaves at most a ``.checkpoint_epoch_00005.pyth.tmp-*`` file, which
 :func:`get_last_checkpoint` never picks. Only rank 0 should write: :func:`save_checkpoint` takes an
@@ -32,7 +40,7 @@ import re
 import sys
 import warnings
 import zipfile
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -52,6 +60,8 @@ __all__ = [
     "load_checkpoint",
     "load_last_good_checkpoint",
     "load_model_state",
+    "prune_mid_epoch_checkpoints",
+    "Resumed",
     "naming_config_key",
     "read_checkpoint",
 ]
@@ -59,8 +69,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CKPT_NAME = "checkpoint_epoch_{:05d}.pyth"
+_MID_EPOCH_NAME = "checkpoint_epoch_{:05d}_iter_{:06d}.pyth"
 # Only complete files match: the temporary files start with "." and end in ".tmp-<id>".
-_CKPT_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
+_CKPT_RE = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_iter_(\d{6,}))?\.pyth$")
 # Keys listed per category in a mismatch error before "... and N more".
 _MAX_KEYS_IN_ERROR = 10
 # Bytes of a file's start read to tell what an unloadable file is.
@@ -69,6 +80,8 @@ _HEAD_BYTES = 256
 # (protocol 2, b"\x80\x02") of this magic number (opcode LONG1 b"\x8a", 10 bytes, little-endian).
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+# A torch file torch.load refused for a reason its bytes do not show.
+_UNEXPLAINED = "is truncated or corrupt"
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -86,14 +99,18 @@ class CheckpointFileError(ValueError):
         path: the file (or, for a resume with no usable file, the checkpoint directory).
         problem: what is wrong with it, e.g. ``"is empty (0 bytes): not a torch checkpoint"``.
         key: the config key the path came from ("" when not known).
+        defect: True when the file itself is at fault (empty, cut short, not a torch checkpoint, no
+            tensors); False when reading it failed (an I/O error, memory): a resume then stops rather
+            than fall back to an older file.
     """
 
-    def __init__(self, path: str, problem: str, key: str = "", what: str = "checkpoint file") -> None:
-        self.path, self.problem, self.key, self.what = path, problem, key, what
+    def __init__(self, path: str, problem: str, key: str = "", what: str = "checkpoint file",
+                 defect: bool = True) -> None:
+        self.path, self.problem, self.key, self.what, self.defect = path, problem, key, what, defect
         super().__init__(f"{key or what} {path!r} {problem}")
 
     def __reduce__(self):  # picklable with its fields (multiprocessing sends exceptions)
-        return type(self), (self.path, self.problem, self.key, self.what)
+        return type(self), (self.path, self.problem, self.key, self.what, self.defect)
 
 
 @contextlib.contextmanager
@@ -109,7 +126,7 @@ def naming_config_key(key: str) -> Iterator[None]:
     except CheckpointFileError as err:
         if err.key:
             raise
-        raise CheckpointFileError(err.path, err.problem, key, err.what) from err.__cause__
+        raise CheckpointFileError(err.path, err.problem, key, err.what, err.defect) from err.__cause__
 
 
 # ------------------------------------------------------------------------------------------------ #
@@ -127,28 +144,24 @@ def checkpoint_dir(output_dir: str) -> str:
     return os.path.join(output_dir, "checkpoints")
 
 
-def checkpoint_path(output_dir: str, epoch_1based: int) -> str:
-    """Path of the checkpoint written after ``epoch_1based`` finished epochs.
+def checkpoint_path(output_dir: str, epoch_1based: int, iteration: int = 0) -> str:
+    """Path of the checkpoint written after ``epoch_1based`` finished epochs (and ``iteration``
+    iterations of the next one).
 
     Args:
         output_dir: The run's ``OUTPUT_DIR``.
         epoch_1based: Number of finished epochs (the stored ``"epoch"`` plus one).
+        iteration: Iterations done in the epoch after them (0: an epoch checkpoint).
 
     Returns:
-        ``OUTPUT_DIR/checkpoints/checkpoint_epoch_%05d.pyth``.
+        ``OUTPUT_DIR/checkpoints/checkpoint_epoch_%05d.pyth``, or ``..._%05d_iter_%06d.pyth`` mid-epoch.
     """
-    return os.path.join(checkpoint_dir(output_dir), _CKPT_NAME.format(int(epoch_1based)))
+    name = _MID_EPOCH_NAME.format(int(epoch_1based), int(iteration)) if iteration else _CKPT_NAME.format(int(epoch_1based))
+    return os.path.join(checkpoint_dir(output_dir), name)
 
 
-def list_checkpoints(output_dir: str) -> List[Tuple[int, str]]:
-    """All complete checkpoints in ``OUTPUT_DIR/checkpoints``, sorted by epoch number.
-
-    Args:
-        output_dir: The run's ``OUTPUT_DIR``.
-
-    Returns:
-        ``[(epoch_1based, path), ...]`` in increasing epoch order; empty when there is none.
-    """
+def _list_with_iterations(output_dir: str) -> List[Tuple[int, int, str]]:
+    """``[(finished epochs, iterations of the next, path), ...]`` of the complete checkpoints, oldest first."""
     directory = checkpoint_dir(output_dir)
     if not PathManager.exists(directory):
         return []
@@ -156,8 +169,53 @@ def list_checkpoints(output_dir: str) -> List[Tuple[int, str]]:
     for name in PathManager.ls(directory):
         match = _CKPT_RE.match(os.path.basename(name))
         if match:
-            found.append((int(match.group(1)), os.path.join(directory, os.path.basename(name))))
+            found.append((int(match.group(1)), int(match.group(2) or 0), os.path.join(directory, os.path.basename(name))))
     return sorted(found)
+
+
+def list_checkpoints(output_dir: str) -> List[Tuple[int, str]]:
+    """All complete checkpoints in ``OUTPUT_DIR/checkpoints``, oldest first (by epochs, then iterations).
+
+    Args:
+        output_dir: The run's ``OUTPUT_DIR``.
+
+    Returns:
+        ``[(epoch_1based, path), ...]``, ``epoch_1based`` being the finished epochs (a mid-epoch
+        checkpoint comes after the epoch checkpoint of the same number); empty when there is none.
+    """
+    return [(epochs, path) for epochs, _, path in _list_with_iterations(output_dir)]
+
+
+def prune_mid_epoch_checkpoints(output_dir: str, newest: str, keep: int) -> List[str]:
+    """Delete the mid-epoch checkpoints that ``newest`` (a checkpoint just written) makes needless.
+
+    Older than ``newest``: every mid-epoch checkpoint when ``newest`` is an epoch checkpoint, else all
+    but the newest ``keep - 1`` (``newest`` makes ``keep``), and any older than an epoch checkpoint
+    that is itself older than ``newest``. Epoch checkpoints are never deleted, nor anything newer than
+    ``newest`` (a file a resume skipped as unusable stays for the user to see).
+
+    Args:
+        output_dir: The run's ``OUTPUT_DIR``.
+        newest: the path just written (a complete file).
+        keep: mid-epoch checkpoints to keep, ``newest`` included (>= 1).
+
+    Returns:
+        The deleted paths.
+    """
+    listed = {path: (epochs, iteration) for epochs, iteration, path in _list_with_iterations(output_dir)}
+    if newest not in listed:
+        return []
+    key = listed[newest]
+    older = sorted((k, path) for path, k in listed.items() if k < key)
+    # Mid-epoch checkpoints before an epoch checkpoint (newest itself, or an older one) are superseded.
+    floor = key if not key[1] else max((k for k, _ in older if not k[1]), default=(-1, 0))
+    mid = [(k, path) for k, path in older if k[1]]
+    kept = {path for k, path in mid if k > floor}
+    kept = set(sorted(kept, key=listed.get)[-(keep - 1):]) if keep > 1 else set()
+    deleted = [path for _, path in mid if path not in kept]
+    for path in deleted:
+        PathManager.rm(path)
+    return deleted
 
 
 def get_last_checkpoint(output_dir: str) -> Optional[str]:
@@ -189,8 +247,11 @@ def save_checkpoint(
     scaler: Optional[Any] = None,
     *,
     is_master: bool = True,
+    iteration: int = 0,
+    train_state: Optional[Dict[str, Any]] = None,
 ) -> str:
-    """Atomically write the state after finishing 0-based epoch ``epoch`` to file ``epoch + 1``.
+    """Atomically write the state after finishing 0-based epoch ``epoch`` (and ``iteration`` iterations
+    of the next one) to file ``epoch + 1`` (``..._iter_<iteration>`` mid-epoch).
 
     The caller passes ``is_master`` (rank 0 of the job) rather than this function asking
     torch.distributed, so it stays usable outside a process group and in tests. On other ranks nothing is
@@ -205,11 +266,15 @@ def save_checkpoint(
         cfg: The run's config; stored as its YAML dump.
         scaler: An AMP ``GradScaler`` (anything with ``state_dict()``), stored as ``"scaler_state"``.
         is_master: Write only when True.
+        iteration: Iterations done in epoch ``epoch + 1`` (0-based) when the epoch is not finished (a
+            mid-epoch checkpoint), stored as ``"iteration"``; 0 for an epoch checkpoint.
+        train_state: What else the trainer needs to continue mid-epoch (plain containers of tensors
+            and numbers), stored as ``"train_state"``.
 
     Returns:
         The checkpoint's path (also on non-master ranks, where it is not written).
     """
-    path = checkpoint_path(output_dir, epoch + 1)
+    path = checkpoint_path(output_dir, epoch + 1, iteration)
     if not is_master:
         return path
     directory = checkpoint_dir(output_dir)
@@ -223,6 +288,10 @@ def save_checkpoint(
     }
     if scaler is not None:
         state["scaler_state"] = scaler.state_dict()
+    if iteration:
+        state["iteration"] = int(iteration)
+    if train_state is not None:
+        state["train_state"] = train_state
 
     with atomic_open(path, "wb") as f:
         torch.save(state, f)
@@ -268,6 +337,15 @@ def load_checkpoint(
     return _restore(path, read_checkpoint(path), model, optimizer, scaler, strict=strict)
 
 
+class Resumed(NamedTuple):
+    """What :func:`load_last_good_checkpoint` loaded."""
+
+    path: str
+    epoch: int  # the stored 0-based epoch: the last finished one (-1: none)
+    iteration: int = 0  # iterations done in the epoch after it (a mid-epoch checkpoint)
+    train_state: Optional[Dict[str, Any]] = None  # the trainer's own state of a mid-epoch checkpoint
+
+
 def load_last_good_checkpoint(
     output_dir: str,
     model: nn.Module,
@@ -275,11 +353,12 @@ def load_last_good_checkpoint(
     scaler: Optional[Any] = None,
     *,
     warn: bool = True,
-) -> Optional[Tuple[str, int]]:
+) -> Optional[Resumed]:
     """Load the newest usable checkpoint of ``OUTPUT_DIR/checkpoints`` (a resume); None if there is none.
 
-    Checkpoints are tried newest first. One that is not a usable file (a copy cut short, a zero-byte
-    file; :class:`CheckpointFileError`) is skipped for the previous one, with one warning naming the
+    Checkpoints are tried newest first. One whose file is unusable (empty, cut short, not a torch
+    checkpoint, no tensors: a :class:`CheckpointFileError` with ``defect``) is skipped for the previous
+    one, with one warning naming the
     skipped file(s) and the one used. Skipped files are left where they are, never deleted (they may be
     the only trace of what happened, and on a multi-process run every rank reads the directory at
     once); the training writes a good file under the same name when it reaches that epoch again.
@@ -292,8 +371,9 @@ def load_last_good_checkpoint(
         warn: log the warning about skipped files (pass False on all but one process).
 
     Returns:
-        ``(path, stored 0-based epoch)`` of the loaded checkpoint, or None when the directory holds no
-        checkpoint file at all.
+        The loaded checkpoint's path, stored 0-based epoch and, for a mid-epoch checkpoint, its
+        iteration and train state (:class:`Resumed`); None when the directory holds no checkpoint
+        file at all.
 
     Raises:
         CheckpointFileError: there are checkpoint files but none is usable (one line naming each).
@@ -304,6 +384,8 @@ def load_last_good_checkpoint(
         try:
             content = read_checkpoint(path)
         except CheckpointFileError as err:
+            if not err.defect:  # a read that failed says nothing about the file: never fall back then
+                raise
             skipped.append(err)
             continue
         if skipped and warn:
@@ -311,7 +393,9 @@ def load_last_good_checkpoint(
                 "%s; resuming from %s instead. The unusable file%s left in place (not deleted) and "
                 "replaced when training saves that epoch again",
                 "; ".join(str(err) for err in skipped), path, " is" if len(skipped) == 1 else "s are")
-        return path, _restore(path, content, model, optimizer, scaler, strict=True)
+        epoch = _restore(path, content, model, optimizer, scaler, strict=True)
+        checkpoint = content[0] if isinstance(content[0], Mapping) else {}
+        return Resumed(path, epoch, int(checkpoint.get("iteration", 0)), checkpoint.get("train_state"))
     if skipped:
         listed = "; ".join(f"{os.path.basename(err.path)} {err.problem}" for err in skipped)
         raise CheckpointFileError(
@@ -375,9 +459,13 @@ def read_checkpoint(path: str) -> Tuple[Any, Dict[str, Any], int]:
             except MemoryError:
                 raise
             except Exception as err:  # torch, zip and pickle errors alike: say what the file is
-                raise CheckpointFileError(path, _unloadable(head, f, err)) from err
+                problem = _unloadable(head, f, err)
+                if problem.startswith(_UNEXPLAINED) and (isinstance(err, OSError) or "allocate" in str(err)):
+                    # Nothing in the file explains it (an I/O error, memory): the reading failed.
+                    raise CheckpointFileError(path, f"could not be read ({err})", defect=False) from err
+                raise CheckpointFileError(path, problem) from err
     except OSError as err:
-        raise CheckpointFileError(path, f"is not readable ({err.strerror or err})") from err
+        raise CheckpointFileError(path, f"is not readable ({err.strerror or err})", defect=False) from err
     return _split_checkpoint(path, checkpoint)
 
 
@@ -419,7 +507,7 @@ def _unloadable(head: bytes, f, err: BaseException) -> str:
         reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", message)
         first = reason.group(1) if reason else (message.strip().splitlines() or [type(err).__name__])[0]
         first = first.split(". ")[0][:120]  # its first sentence: the rest is advice to allow-list
-        return f"is truncated or corrupt ({nbytes}; {first}): not a usable torch checkpoint"
+        return f"{_UNEXPLAINED} ({nbytes}; {first}): not a usable torch checkpoint"
     if head[:1] == b"\x80":
         return "is not a torch checkpoint (a Python pickle, not a file written by torch.save)"
     text = _as_text(head)

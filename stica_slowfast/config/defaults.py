@@ -47,6 +47,16 @@ _C.TRAIN.BATCH_SIZE = 64
 _C.TRAIN.EVAL_PERIOD = 10
 # Save a checkpoint every CHECKPOINT_PERIOD epochs (and after the last epoch).
 _C.TRAIN.CHECKPOINT_PERIOD = 10
+# Also save mid-epoch, every CHECKPOINT_ITER_PERIOD steps of the run (0 = off); a run resumed from such a
+# checkpoint repeats the uninterrupted run's steps.
+_C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
+# Also save mid-epoch when this many minutes passed since the last checkpoint (0 = off; process 0's clock).
+_C.TRAIN.CHECKPOINT_MINUTES = 0.0
+# Mid-epoch checkpoints kept, the newest first (>= 1); none older than an epoch checkpoint is kept.
+_C.TRAIN.CHECKPOINT_KEEP = 2
+# Signals that make the run finish its step, save a checkpoint and exit with status 128 + the signal's
+# number (SLURM's preemption SIGTERM, its --signal=USR1@T warning, submitit's SIGUSR2); [] = none.
+_C.TRAIN.PREEMPT_SIGNALS = ["SIGTERM", "SIGUSR1", "SIGUSR2"]
 # Resume from the newest checkpoint in OUTPUT_DIR/checkpoints when there is one.
 _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise the model from when not resuming ("" = none).

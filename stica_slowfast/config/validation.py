@@ -1,5 +1,7 @@
 """Cross-key checks and derived values, all in one place (run once at start-up)."""
 
+import signal
+
 from fvcore.common.config import CfgNode
 
 from .errors import ConfigError
@@ -101,6 +103,19 @@ def _check_stica_model(cfg: CfgNode) -> None:
         raise ConfigError(f"config key STICA.LOSS.ALPHA must lie in [0, 1], got {cfg.STICA.LOSS.ALPHA}")
 
 
+def _check_checkpoints(cfg: CfgNode) -> None:
+    t = cfg.TRAIN
+    if t.CHECKPOINT_ITER_PERIOD < 0 or t.CHECKPOINT_MINUTES < 0 or t.CHECKPOINT_KEEP < 1:
+        raise ConfigError(f"config keys TRAIN.CHECKPOINT_ITER_PERIOD and CHECKPOINT_MINUTES must be >= 0 (0 = off) "
+                          f"and CHECKPOINT_KEEP >= 1, got {t.CHECKPOINT_ITER_PERIOD}, {t.CHECKPOINT_MINUTES} and "
+                          f"{t.CHECKPOINT_KEEP}")
+    known = {s.name for s in signal.Signals}
+    bad = [name for name in t.PREEMPT_SIGNALS if not isinstance(name, str) or name.upper() not in known]
+    if bad:
+        raise ConfigError(f"config key TRAIN.PREEMPT_SIGNALS holds {bad}: not signals of this system "
+                          f"(names such as SIGTERM, SIGUSR1)")
+
+
 def world_size_from_cfg(cfg: CfgNode) -> int:
     """Processes of the job as configured: one per GPU (or one per shard on CPU), on every shard."""
     return cfg.NUM_SHARDS * max(1, cfg.NUM_GPUS)
@@ -156,4 +171,5 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
                           f"triples with distinct non-empty names, got {list(probe.ALSO)}")
     _check_audio(cfg)
     _check_stica_model(cfg)
+    _check_checkpoints(cfg)
     return cfg

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SeededIndex",
+    "SplitFileError",
     "VideoDataset",
     "Kinetics",
     "Ucf101",
@@ -70,6 +71,11 @@ Item = Tuple[str, int]  # (video path, 0-based label)
 OnBadLine = Optional[Callable[[str], None]]
 # Bad lines warned about one by one per split file; the rest are only counted.
 _MAX_LINE_WARNINGS = 20
+
+
+class SplitFileError(ValueError):
+    """A split file (or a directory of them) that cannot be used: missing, not text, listing no video, a
+    malformed class index; the message is one line naming the file (and line)."""
 
 
 class BadLineError(ValueError):
@@ -105,8 +111,8 @@ def _local_file_uri(path: str) -> str:
         return path
     host, slash, rest = path[7:].partition("/")
     if host not in ("", "localhost"):
-        raise ValueError(f"file URI {path!r} names host {host!r}; only local files (file:///path) "
-                         f"can be read")
+        raise SplitFileError(f"file URI {path!r} names host {host!r}; only local files (file:///path) "
+                             f"can be read")
     raw = slash + rest
     local = urllib.parse.unquote(raw)
     if local != raw and not os.path.exists(local) and os.path.exists(raw):
@@ -140,18 +146,17 @@ def _read_lines(path: str) -> List[_Line]:
     Notepad's "Unicode"); without one the file is UTF-8.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: naming the file and what it looks like, when it is not text.
+        SplitFileError: naming the file, when it does not exist or is not text (and what it looks like).
     """
     path = _local_file_uri(path)
     if not PathManager.exists(path):
-        raise FileNotFoundError(f"split file not found: {path}")
+        raise SplitFileError(f"split file not found: {path}")
     with PathManager.open(path, "rb") as f:
         data = f.read()
     what = looks_binary(data)
     if what is not None:
-        raise ValueError(f"{path}: not a text file: it looks like {what}; a split file is text "
-                         f"(UTF-8, or UTF-16 with a byte-order mark)")
+        raise SplitFileError(f"{path}: not a text file: it looks like {what}; a split file is text "
+                             f"(UTF-8, or UTF-16 with a byte-order mark)")
     text, encoding = decode_text(data)
     check = undecodable(text, encoding) is not None or "\x00" in text  # else no line needs a look
     lines = []
@@ -226,8 +231,8 @@ def read_kinetics_csv(
 
     Raises:
         BadLineError (a ValueError): naming the file and line, for a bad line without ``on_bad_line``.
-        ValueError: naming the file, when it lists no video (empty, or only bad lines), or is not text.
-        FileNotFoundError: the file does not exist.
+        SplitFileError: naming the file, when it does not exist, is not text, or lists no video (empty,
+            or only bad lines).
     """
 
     def parse(line: str, where: str) -> Item:
@@ -240,8 +245,8 @@ def read_kinetics_csv(
 
     items = _parse_lines(path, parse, on_bad_line)
     if not items:
-        raise ValueError(f"{path}: no videos listed (the file is empty or no line has the form "
-                         f"'<path>{separator}<label>' with a label in [0, {num_classes}))")
+        raise SplitFileError(f"{path}: no videos listed (the file is empty or no line has the form "
+                             f"'<path>{separator}<label>' with a label in [0, {num_classes}))")
     return items
 
 
@@ -250,12 +255,12 @@ def _read_ucf_class_index(path: str) -> Dict[str, int]:
     classes: Dict[str, int] = {}
     for n, line, problem in _read_lines(path):
         if problem is not None:
-            raise ValueError(f"{path}:{n}: {problem}")
+            raise SplitFileError(f"{path}:{n}: {problem}")
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
-            raise ValueError(f"{path}:{n}: expected '<index> <ClassName>', got {line!r}")
+            raise SplitFileError(f"{path}:{n}: expected '<index> <ClassName>', got {line!r}")
         if parts[1] in classes:
-            raise ValueError(f"{path}:{n}: class {parts[1]!r} listed twice")
+            raise SplitFileError(f"{path}:{n}: class {parts[1]!r} listed twice")
         classes[parts[1]] = int(parts[0]) - 1
     return classes
 
@@ -283,7 +288,7 @@ def read_ucf101_split(
         BadLineError (a ValueError): naming the file and line, without ``on_bad_line``, for a malformed
             line, an unknown class, a train label that disagrees with the folder, or a label out of
             range.
-        ValueError: a malformed ``classInd.txt`` (always), or a list without any readable line.
+        SplitFileError: a malformed ``classInd.txt`` (always), or a list without any readable line.
         FileNotFoundError: a split file does not exist.
     """
     classes = _read_ucf_class_index(os.path.join(data_dir, "classInd.txt"))
@@ -317,7 +322,7 @@ def read_ucf101_split(
 
     items = _parse_lines(list_path, parse, on_bad_line)
     if not items:
-        raise ValueError(f"{list_path}: no videos listed (the file is empty or no line can be read)")
+        raise SplitFileError(f"{list_path}: no videos listed (the file is empty or no line can be read)")
     return items
 
 
@@ -345,16 +350,15 @@ def read_hmdb51_split(
     Raises:
         BadLineError (a ValueError): naming the file and line, without ``on_bad_line``, for a malformed
             line or a class index out of range.
-        ValueError: no video of the split in any file.
-        FileNotFoundError: no split file.
+        SplitFileError: no split file, or no video of the split in any file.
     """
     suffix = f"_test_split{split_id}.txt"
     data_dir = _local_file_uri(data_dir)
     if not PathManager.isdir(data_dir):
-        raise FileNotFoundError(f"HMDB-51 split directory not found: {data_dir}")
+        raise SplitFileError(f"HMDB-51 split directory not found: {data_dir}")
     names = sorted(f for f in PathManager.ls(data_dir) if f.endswith(suffix))
     if not names:
-        raise FileNotFoundError(f"no '*{suffix}' files in {data_dir}")
+        raise SplitFileError(f"no '*{suffix}' files in {data_dir}")
     wanted = "1" if split == "train" else "2"
     items = []
     for label, fname in enumerate(names):
@@ -370,8 +374,8 @@ def read_hmdb51_split(
 
         items += _parse_lines(os.path.join(data_dir, fname), parse, on_bad_line)
     if not items:
-        raise ValueError(f"{os.path.join(data_dir, '*' + suffix)}: no videos of the {split} split "
-                         f"(id {wanted}) can be read")
+        raise SplitFileError(f"{os.path.join(data_dir, '*' + suffix)}: no videos of the {split} split "
+                             f"(id {wanted}) can be read")
     return items
 
 
@@ -428,8 +432,8 @@ class VideoDataset(torch.utils.data.Dataset):
         self.bad_lines: List[str] = []
         self.items: List[Item] = self.load_items(cfg, split)
         if not self.items:
-            raise ValueError(f"{type(self).__name__}: no videos in the {split} split "
-                             f"(DATA.PATH_TO_DATA_DIR = {cfg.DATA.PATH_TO_DATA_DIR!r})")
+            raise SplitFileError(f"{type(self).__name__}: no videos in the {split} split "
+                                 f"(DATA.PATH_TO_DATA_DIR = {cfg.DATA.PATH_TO_DATA_DIR!r})")
         if len(self.bad_lines) > _MAX_LINE_WARNINGS:
             logger.warning("%d lines of the %s split cannot be read and were skipped (the first %d "
                            "are named above)", len(self.bad_lines), split, _MAX_LINE_WARNINGS)

@@ -20,7 +20,13 @@ registered dataset that is not a :class:`~stica_slowfast.data.datasets.VideoData
 indices (with a warning): its draws then come from the workers' generators.
 """
 
+import functools
+import itertools
 import logging
+import multiprocessing.util
+import os
+import signal
+import threading
 from typing import Iterator, List, Optional, Sequence, Union
 
 import torch
@@ -67,13 +73,15 @@ class SeededSampler(Sampler[SeededIndex]):
     """
 
     def __init__(self, sampler: Sampler[int], *, seed: int, rank: int, with_seeds: bool = True):
-        self.sampler, self.seed, self.rank, self.epoch = sampler, int(seed), int(rank), 0
+        self.sampler, self.seed, self.rank, self.epoch, self.start = sampler, int(seed), int(rank), 0, 0
         self.with_seeds = bool(with_seeds)
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
-        """Draw epoch ``epoch`` (0-based) next, from ``seed`` (default: the one given before)."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, seed: Optional[int] = None, start: int = 0) -> None:
+        """Draw epoch ``epoch`` (0-based) next, from ``seed`` (default: the one given before), from
+        position ``start`` on (a resumed epoch: the first ``start`` samples were used before; the
+        others are the same as in the whole epoch). ``len()`` stays the whole epoch's."""
+        self.epoch, self.start = int(epoch), int(start)
         if seed is not None:
             self.seed = int(seed)
         if isinstance(self.sampler, DistributedSampler):
@@ -84,10 +92,11 @@ class SeededSampler(Sampler[SeededIndex]):
 
     def __iter__(self) -> Iterator[Union[SeededIndex, int]]:
         if not self.with_seeds:
-            yield from (int(index) for index in self.sampler)
+            yield from (int(index) for index in itertools.islice(self.sampler, self.start, None))
             return
         seeds = derive_seeds(self.seed, self.epoch, self.rank, _SAMPLE_STREAM, count=len(self.sampler))
-        for index, seed in zip(self.sampler, seeds, strict=True):
+        pairs = itertools.islice(zip(self.sampler, seeds, strict=True), self.start, None)
+        for index, seed in pairs:
             yield SeededIndex(int(index), int(seed))
 
     def __len__(self) -> int:
@@ -104,6 +113,38 @@ class _Subset(Subset):
 
     def __getitems__(self, indices: List[Union[int, SeededIndex]]) -> list:
         return [self[i] for i in indices]
+
+
+def _ignore_signals(worker_id: int, names: Sequence[str] = ()) -> None:
+    """A DataLoader worker leaves the stop signals (``TRAIN.PREEMPT_SIGNALS``) to its training process:
+    SLURM signals every process of a job, and a worker that died of the signal would end the training
+    before the checkpoint it writes. The workers end with their process (:func:`_kill_workers_at_exit`)."""
+    for name in names:
+        signal.signal(signal.Signals[name.upper()], signal.SIG_IGN)
+
+
+_REAPING: set = set()  # processes whose workers are killed at exit
+
+
+def _kill_workers_at_exit() -> None:
+    """When this process exits, kill (SIGKILL) its daemonic children, the DataLoader workers: they
+    ignore SIGTERM (:func:`_ignore_signals`), which is how multiprocessing ends them at exit, before it
+    waits for them (it would wait forever when an error left an iterator alive). Runs also at the end
+    of a multiprocessing child (a spawned training process), where ``atexit`` does not."""
+    if os.getpid() in _REAPING:
+        return
+    _REAPING.add(os.getpid())
+    multiprocessing.util.Finalize(None, _kill_daemonic_children, exitpriority=100)
+
+
+def _kill_daemonic_children() -> None:
+    if threading.current_thread() is threading.main_thread():
+        # torch's handler would report the killed workers as failed: this process is exiting anyway.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+            child.join(timeout=10)
 
 
 def per_process_batch_size(global_batch: int, world_size: int) -> int:
@@ -175,6 +216,8 @@ def construct_loader(
         # process's first epoch only, and so differ between a resumed and an uninterrupted run.
         generator = torch.Generator().manual_seed(derive_seed(cfg.RNG_SEED, 0, rank, _WORKER_STREAM))
     workers = int(cfg.DATA_LOADER.NUM_WORKERS)
+    if workers > 0 and cfg.TRAIN.PREEMPT_SIGNALS:
+        _kill_workers_at_exit()
     return DataLoader(
         dataset,
         batch_size=batch,
@@ -184,12 +227,13 @@ def construct_loader(
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and cfg.NUM_GPUS > 0,
         drop_last=is_train,
         generator=generator,
+        worker_init_fn=functools.partial(_ignore_signals, names=tuple(cfg.TRAIN.PREEMPT_SIGNALS)),
         # Workers (and the libraries they opened) live across epochs: no sample depends on them.
         persistent_workers=workers > 0,
     )
 
 
-def shuffle_dataset(loader: DataLoader, epoch: int, seed: Optional[int] = None) -> None:
+def shuffle_dataset(loader: DataLoader, epoch: int, seed: Optional[int] = None, start_batch: int = 0) -> None:
     """Prepare ``loader`` for epoch ``epoch`` (0-based).
 
     Gives its sampler the epoch: a train loader's :class:`SeededSampler` then draws the shuffle order
@@ -200,10 +244,18 @@ def shuffle_dataset(loader: DataLoader, epoch: int, seed: Optional[int] = None) 
         loader: a loader from :func:`construct_loader`.
         epoch: the epoch about to start.
         seed: the run's RNG_SEED; None keeps the seed the loader was built with.
+        start_batch: batches of the epoch already trained on (a run resumed mid-epoch): the loader
+            yields the epoch's later batches, the same as in the whole epoch.
+
+    Raises:
+        ValueError: ``start_batch`` > 0 for a loader whose sampler cannot start mid-epoch.
     """
     samplers = [loader.sampler, getattr(loader.batch_sampler, "sampler", None)]
+    seeded = [s for s in dict.fromkeys(s for s in samplers if s is not None) if isinstance(s, SeededSampler)]
+    if start_batch and not seeded:
+        raise ValueError("this loader cannot start mid-epoch: its sampler is not a SeededSampler")
     for sampler in dict.fromkeys(s for s in samplers if s is not None):  # each once, in order
         if isinstance(sampler, SeededSampler):
-            sampler.set_epoch(epoch, seed)
+            sampler.set_epoch(epoch, seed, start=start_batch * loader.batch_size)
         elif isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)

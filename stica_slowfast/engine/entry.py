@@ -1,8 +1,9 @@
 """The ``tools/run_net.py`` entry: parse, load the config, prepare data, launch train and/or test.
 
 Errors of the user's input stop the run with one ``error: ...`` line on stderr: a config that does
-not fit the schema (exit 2), an OUTPUT_DIR another run is using, a checkpoint file that is not a usable
-checkpoint (exit 1). With ``NUM_GPUS`` > 1 the processes are spawned, and the same line ends
+not fit the schema (exit 2), an OUTPUT_DIR another run is using (or not writable, or full), a checkpoint
+file that is not a usable checkpoint, a split file that cannot be used, more bad videos than
+``DATA_LOADER.MAX_BAD_FRACTION`` allows (exit 1). With ``NUM_GPUS`` > 1 the processes are spawned, and the same line ends
 torch's report of the failed process instead.
 """
 
@@ -16,12 +17,14 @@ from fvcore.common.config import CfgNode
 from stica_slowfast.checkpoint import CheckpointFileError
 from stica_slowfast.config import ConfigError
 from stica_slowfast.config.args import load_config_from_args, parse_args
+from stica_slowfast.data.bad_input import TooManyBadVideosError
+from stica_slowfast.data.datasets import SplitFileError
 
 from .evaluator import test
 from .feature_probe import feature_probe
 from .launch import launch_job
 from .retrieval import retrieval
-from .setup import OutputDirBusyError, check_output_dir, output_dir_lock
+from .setup import OutputDirError, check_output_dir, output_dir_lock
 from .trainer import train
 
 logger = logging.getLogger(__name__)
@@ -68,9 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    cfg = prepare_data(cfg)
     try:
-        launch_job(cfg, args.init_method, run)
-    except (OutputDirBusyError, CheckpointFileError) as err:
+        launch_job(prepare_data(cfg), args.init_method, run)
+    except (OutputDirError, CheckpointFileError, SplitFileError, TooManyBadVideosError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -25,7 +25,7 @@ from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.logging import log_json_stats
 
 from .meters import TestMeter, aggregate_views
-from .setup import build_model_on, setup_process
+from .setup import build_model_on, check_same_checkpoint, setup_process
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def load_eval_model(cfg: CfgNode, device: torch.device) -> Tuple[nn.Module, str]
         with naming_config_key("TEST.CHECKPOINT_FILE_PATH"):
             epoch = load_checkpoint(path, model)
     else:  # the newest usable one (an unusable newer file is skipped, with a warning)
-        path, epoch = load_last_good_checkpoint(cfg.OUTPUT_DIR, model, warn=du.is_master_proc()) or ("", -1)
+        path, epoch = (load_last_good_checkpoint(cfg.OUTPUT_DIR, model, warn=du.is_master_proc()) or ("", -1))[:2]
+        check_same_checkpoint(path)
     if path:
         logger.info("Evaluating %s (epoch %d)", path, epoch + 1)
     else:

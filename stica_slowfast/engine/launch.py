@@ -9,9 +9,12 @@ Process layout (world size = NUM_SHARDS x max(1, NUM_GPUS)):
   come from the environment and nothing is spawned.
 """
 
+import multiprocessing.connection
 import os
+import signal
+import threading
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -97,4 +100,45 @@ def launch_job(cfg: CfgNode, init_method: str, func: Callable[[CfgNode], None]) 
     elif num_proc == 1:  # one process per shard: no need to spawn
         _run_worker(0, 1, func, init_method, cfg)
     else:
-        mp.spawn(_run_worker, nprocs=num_proc, args=(num_proc, func, init_method, cfg), daemon=False)
+        context = mp.start_processes(_run_worker, nprocs=num_proc, args=(num_proc, func, init_method, cfg),
+                                     join=False, start_method="spawn")
+        join_forwarding_signals(context, cfg.TRAIN.PREEMPT_SIGNALS)
+
+
+def join_forwarding_signals(context: mp.ProcessContext, names: Sequence[str]) -> None:
+    """Wait for spawned training processes, handing them the stop signals this process receives.
+
+    The launcher lives until its processes have written their checkpoint and left (a scheduler
+    that saw it end would kill them). When they leave for a signal (exit status 128 + its number,
+    :class:`~stica_slowfast.engine.preemption.Preempted`), the launcher waits for all of them and exits
+    with that status; when one fails otherwise, torch's report is raised and the others are ended.
+
+    Args:
+        context: from ``torch.multiprocessing.start_processes(..., join=False)``.
+        names: the stop signals (``TRAIN.PREEMPT_SIGNALS``).
+    """
+    numbers = [int(signal.Signals[name.upper()]) for name in names]
+
+    def forward(signum, frame):
+        for proc in context.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    stopped = {128 + n for n in numbers}
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {n: signal.signal(n, forward) for n in numbers} if in_main else {}
+    try:
+        while True:
+            alive = [proc for proc in context.processes if proc.is_alive()]
+            if not alive:
+                break
+            multiprocessing.connection.wait([proc.sentinel for proc in alive])
+            if any(proc.exitcode not in (None, 0, *stopped) for proc in context.processes):
+                context.join()  # raises torch's report of the failed process, and ends the others
+        codes = [proc.exitcode for proc in context.processes]
+        if any(code in stopped for code in codes):
+            raise SystemExit(max(codes))
+        context.join()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -235,6 +235,18 @@ class StepLogs:
                 self._history.setdefault(key, HistoryBuffer()).update(value)
         self._pending.clear()
 
+    def state(self) -> Dict[str, List[float]]:
+        """Every value logged so far, per name (flushes first): a mid-epoch checkpoint's copy."""
+        self.flush()
+        return {key: [float(v) for v, _ in h.values()] for key, h in self._history.items()}
+
+    def load_state(self, state: Mapping[str, Sequence[float]]) -> None:
+        """Log again the values of :meth:`state`, in their order (global averages come out the same)."""
+        for key, values in state.items():
+            history = self._history.setdefault(key, HistoryBuffer())
+            for value in values:
+                history.update(float(value))
+
     def keys(self) -> List[str]:
         """The names logged so far (flushed), sorted."""
         return sorted(self._history)

@@ -120,11 +120,13 @@ class RunLock:
       few seconds), and on NFS it is forwarded to the server (NLM / NFSv4 locks), so it also excludes
       a run on another host where the mount supports locking. (``flock`` would be inherited by the
       workers, and on NFS is emulated by the same POSIX locks.)
-    * A record in the file: ``{"pid", "host", "started", "argv"}``, cleared when the run ends, whose
+    * A record in the file: ``{"pid", "host", "started", "argv"}`` (and ``"job"``, the SLURM job id,
+      under SLURM), cleared when the run ends, whose
       modification time the holder refreshes every ``heartbeat_s`` seconds. It names the holder in the
       error, and covers mounts where the lock does not reach other hosts (``nolock``,
       ``local_lock=posix``): a record of another host with a heartbeat younger than ``stale_s`` blocks;
-      an older one is a crashed host's and is taken over with a warning. On the same host the POSIX lock
+      an older one is a crashed host's and is taken over with a warning, as is one of the same SLURM job
+      (a preempted job requeued onto another node). On the same host the POSIX lock
       decides (a record left by a killed run is taken over). Two runs started on two hosts within the
       same instant on a mount without locking are not told apart.
 
@@ -173,9 +175,15 @@ class RunLock:
                 "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "argv": " ".join(sys.argv)[:500],
             }
+            if _job_id():
+                self._record["job"] = _job_id()
             self._write(fd, json.dumps(self._record) + "\n")
-        except BaseException:
+        except OSError as err:  # ENOSPC, EIO, ... while reading or writing the record
             os.close(fd)  # also drops a lock taken above
+            raise OutputDirError(f"OUTPUT_DIR {self.output_dir!r}: its run lock {self.path} cannot be "
+                                 f"written: {err}") from err
+        except BaseException:
+            os.close(fd)
             raise
         self._fd = fd
         _HELD[key] = self
@@ -241,6 +249,11 @@ class RunLock:
             logger.warning("Run lock %s: %s ended without releasing it (killed?); taking it over",
                            self.path, who)
             return
+        if _job_id() and held.get("job") == _job_id():
+            # The same scheduler job: an earlier run of it (preempted, requeued onto another node).
+            logger.warning("Run lock %s: %s was an earlier run of this job (%s); taking it over",
+                           self.path, who, _job_id())
+            return
         if age < self.stale_s:
             raise OutputDirBusyError(self._busy(
                 held, f"its heartbeat is {age:.0f} s old; if that run is gone, delete {self.path} (or wait "
@@ -283,6 +296,11 @@ class RunLock:
         os.fsync(fd)
 
 
+def _job_id() -> str:
+    """The SLURM job of this process ("" outside SLURM); a requeued job keeps its id."""
+    return os.environ.get("SLURM_JOB_ID", "")
+
+
 def _pid_alive(pid: Any) -> bool:
     """Whether process ``pid`` exists on this host."""
     if not isinstance(pid, int) or pid <= 0:
@@ -322,7 +340,12 @@ def output_dir_lock(output_dir: str) -> Iterator[Optional[RunLock]]:
         except OutputDirError as err:
             lock, error = None, err
     if du.get_world_size() > 1:
-        failed = du.all_reduce_tensor(torch.tensor([float(error is not None)]), average=False)
+        try:
+            failed = du.all_reduce_tensor(torch.tensor([float(error is not None)]), average=False)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         if error is None and failed.item() > 0:
             error = OutputDirBusyError(f"OUTPUT_DIR {output_dir!r} could not be locked for this run on process 0 "
                                        f"(see its error)")
@@ -330,9 +353,23 @@ def output_dir_lock(output_dir: str) -> Iterator[Optional[RunLock]]:
         raise error
     try:
         yield lock
+        # Every process is done with OUTPUT_DIR before the lock goes (not after an error: a process
+        # that failed alone would leave the others waiting here).
+        du.synchronize()
     finally:
         if lock is not None:
             lock.release()
+
+
+def check_same_checkpoint(path: str) -> None:
+    """Raise on every process when the processes of the job loaded different checkpoints (each chose
+    the newest usable file itself, and one of them read a file differently): they would train or score
+    different weights. A collective.
+    """
+    paths = du.all_gather_objects(path)
+    if len(set(paths)) > 1:
+        listed = ", ".join(f"process {rank}: {p or 'none'}" for rank, p in enumerate(paths))
+        raise RuntimeError(f"the processes of this job loaded different checkpoints ({listed}); stopping")
 
 
 def build_model_on(cfg: CfgNode, device: torch.device) -> nn.Module:

@@ -2,6 +2,7 @@
 config key it came from) and what it is, still loaded with ``weights_only=True``; a resume skips an
 unusable newest checkpoint for the previous good one, with one warning, and deletes nothing."""
 
+import errno
 import logging
 import os
 import pickle
@@ -160,7 +161,7 @@ def test_resume_skips_an_unusable_newest_checkpoint_with_one_warning(kind, tmp_p
 
     model = _model(99)
     with caplog.at_level(logging.WARNING):
-        assert load_last_good_checkpoint(out, model) == (used, 1)
+        assert load_last_good_checkpoint(out, model)[:2] == (used, 1)
     assert all(torch.equal(v, models[1].state_dict()[k]) for k, v in model.state_dict().items())
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0], warnings
@@ -176,7 +177,7 @@ def test_resume_skips_several_unusable_files_and_only_file_problems(tmp_path, ca
     _write("truncated", checkpoint_path(out, 2), tmp_path)
     model = _model(99)
     with caplog.at_level(logging.WARNING):
-        assert load_last_good_checkpoint(out, model, warn=True) == (checkpoint_path(out, 1), 0)
+        assert load_last_good_checkpoint(out, model, warn=True)[:2] == (checkpoint_path(out, 1), 0)
     assert all(torch.equal(v, models[0].state_dict()[k]) for k, v in model.state_dict().items())
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert checkpoint_path(out, 3) in warning and checkpoint_path(out, 2) in warning
@@ -185,6 +186,27 @@ def test_resume_skips_several_unusable_files_and_only_file_problems(tmp_path, ca
     save_checkpoint(out, 3, nn.Linear(2, 2), None, get_cfg())
     with pytest.raises(CheckpointMismatchError):
         load_last_good_checkpoint(out, _model())
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.EIO, "Input/output error"),
+                                     RuntimeError("DefaultCPUAllocator: can't allocate memory")])
+def test_resume_never_falls_back_past_a_file_it_failed_to_read(failure, tmp_path, monkeypatch):
+    # A transient I/O error or a failed allocation says nothing about the newest file: falling back
+    # would resume (each process on its own) from an older epoch.
+    out = str(tmp_path / "run")
+    _three_epochs(out)
+    newest = checkpoint_path(out, 3)
+    load = torch.load
+
+    def failing_load(f, *args, **kwargs):
+        if getattr(f, "name", "") == newest:
+            raise failure
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(CheckpointFileError, match="could not be read") as info:
+        load_last_good_checkpoint(out, _model())
+    assert info.value.path == newest and not info.value.defect
 
 
 def test_resume_with_no_usable_checkpoint_names_every_file(tmp_path):

@@ -15,6 +15,8 @@ from stica_slowfast.checkpoint import (
     get_last_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_last_good_checkpoint,
+    prune_mid_epoch_checkpoints,
     save_checkpoint,
 )
 
@@ -243,3 +245,49 @@ def test_strict_mismatch_error_lists_keys_and_shapes(tmp_path):
     assert load_checkpoint(path, other, strict=False) == 0
     assert torch.equal(other[0].weight, model[0].weight)
     assert torch.equal(other[6].weight, before)
+
+
+def test_mid_epoch_checkpoints_sort_between_the_epochs_and_resume_where_they_were(tmp_path):
+    out, model = str(tmp_path), _model()
+    assert checkpoint_path(out, 2, 300).endswith(os.path.join("checkpoints", "checkpoint_epoch_00002_iter_000300.pyth"))
+    save_checkpoint(out, 0, model, None, get_cfg())
+    state = {"world_size": 1, "ranks": [{"samples": 8, "logs": {"loss": [0.5, 0.25]}}]}
+    mid = save_checkpoint(out, 0, model, None, get_cfg(), iteration=12, train_state=state)
+    save_checkpoint(out, 0, model, None, get_cfg(), iteration=3)
+    assert [os.path.basename(p) for _, p in list_checkpoints(out)] == [
+        "checkpoint_epoch_00001.pyth", "checkpoint_epoch_00001_iter_000003.pyth", "checkpoint_epoch_00001_iter_000012.pyth"]
+    resumed = load_last_good_checkpoint(out, _model())
+    assert resumed == (mid, 0, 12, state)  # epoch 0 finished, 12 iterations of epoch 1 (0-based) done
+    # A loader that knows epoch files only (PySlowFast's) resumes at that epoch's start.
+    assert load_checkpoint(mid, _model()) == 0
+
+
+def _touch_checkpoints(out, keys):
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+    for epochs, iteration in keys:
+        open(checkpoint_path(out, epochs, iteration), "wb").close()
+
+
+def _left(out):
+    return [(e, int(p.rsplit("_iter_", 1)[1][:6]) if "_iter_" in p else 0) for e, p in list_checkpoints(out)]
+
+
+def test_pruning_keeps_the_newest_mid_epoch_checkpoints_and_every_epoch_checkpoint(tmp_path):
+    out = str(tmp_path)
+    _touch_checkpoints(out, [(1, 0), (1, 5), (1, 10), (1, 15), (2, 0), (2, 5)])
+    # After (2, 5): the mid-epoch files of epoch 2 before it, at most keep - 1; those before the
+    # epoch-2 checkpoint are superseded.
+    assert prune_mid_epoch_checkpoints(out, checkpoint_path(out, 2, 5), keep=3) == [
+        checkpoint_path(out, 1, i) for i in (5, 10, 15)]
+    assert _left(out) == [(1, 0), (2, 0), (2, 5)]
+    _touch_checkpoints(out, [(2, 10), (2, 15)])
+    prune_mid_epoch_checkpoints(out, checkpoint_path(out, 2, 15), keep=2)
+    assert _left(out) == [(1, 0), (2, 0), (2, 10), (2, 15)]
+    prune_mid_epoch_checkpoints(out, checkpoint_path(out, 2, 15), keep=1)
+    assert _left(out) == [(1, 0), (2, 0), (2, 15)]
+    # An epoch checkpoint makes every mid-epoch one before it needless; files after the one just
+    # written (an unusable newer file a resume skipped) stay.
+    _touch_checkpoints(out, [(3, 0), (3, 7)])
+    assert prune_mid_epoch_checkpoints(out, checkpoint_path(out, 2, 15), keep=2) == []
+    prune_mid_epoch_checkpoints(out, checkpoint_path(out, 3, 0), keep=5)
+    assert _left(out) == [(1, 0), (2, 0), (3, 0), (3, 7)]

@@ -14,6 +14,7 @@ from stica_slowfast.data.datasets import (
     Hmdb51,
     Kinetics,
     SeededIndex,
+    SplitFileError,
     Ucf101,
     read_hmdb51_split,
     read_kinetics_csv,
@@ -162,7 +163,7 @@ def test_ucf101_errors_name_the_line(tmp_path):
     (d / "trainlist01.txt").write_text("Archery/v_a.avi 2\n")
     with pytest.raises(ValueError, match=r"trainlist01.txt:1: label 1 outside \[0, 1\)"):
         read_ucf101_split(str(d), "train", split_id=1, prefix="", num_classes=1)
-    with pytest.raises(FileNotFoundError, match="trainlist03.txt"):
+    with pytest.raises(SplitFileError, match="trainlist03.txt"):
         read_ucf101_split(str(d), "train", split_id=3, prefix="", num_classes=3)
 
 
@@ -195,7 +196,7 @@ def test_hmdb51_errors(tmp_path):
     write_hmdb_lists(d)
     with pytest.raises(ValueError, match=r"ride_bike_test_split1.txt:1: label 1 outside \[0, 1\)"):
         read_hmdb51_split(str(d), "train", split_id=1, prefix="", num_classes=1)
-    with pytest.raises(FileNotFoundError, match="_test_split2.txt"):
+    with pytest.raises(SplitFileError, match="_test_split2.txt"):
         read_hmdb51_split(str(d), "train", split_id=2, prefix="", num_classes=2)
 
 

@@ -211,7 +211,12 @@ def test_duration_is_measured_once_per_file(files, monkeypatch):
     """The span is read from packets once; a file opened again takes it from the cache, a file
     rewritten (other size or mtime) is measured again."""
     path = files["webm_vp8_opus_audio_longer"]
+    monkeypatch.setattr(video_file, "_DURATIONS", {})  # measured by no earlier test
+    scans = []
+    scan = video_file.VideoFile._scan_span
+    monkeypatch.setattr(video_file.VideoFile, "_scan_span", lambda self: scans.append(1) or scan(self))
     first = get_duration(path)
+    assert scans == [1]
 
     def no_scan(self):
         raise AssertionError("measured again")

@@ -1,5 +1,8 @@
 """Loaders: batch layout, per-process batch size, samplers, per-sample seeds."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -181,6 +184,31 @@ def test_samples_do_not_depend_on_workers_or_persistence(data_dir, aug):
         assert_same_batches(got[0], want[0])
         assert_same_batches(got[1], want[1])
         assert_same_batches(epoch_batches(construct_loader(cfg, "train"), 1), want[1])
+
+
+def test_a_resumed_epoch_yields_the_rest_of_the_whole_epoch(data_dir):
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 2, "DATA_LOADER.NUM_WORKERS": 1})
+    whole = epoch_batches(construct_loader(cfg, "train"), 1)
+    loader = construct_loader(cfg, "train")
+    shuffle_dataset(loader, 1, start_batch=2)  # a run resumed after 2 steps of epoch 1
+    assert len(loader) == len(whole)  # the epoch's length (the schedule's) is the whole epoch's
+    assert_same_batches(list(loader), whole[2:])
+    assert_same_batches(epoch_batches(loader, 2), epoch_batches(construct_loader(cfg, "train"), 2))
+
+
+def test_workers_leave_the_stop_signals_to_the_training_process(data_dir):
+    # SLURM signals every process of a job: a DataLoader worker must not die of it.
+    cfg = make_cfg(data_dir, **{"TRAIN.BATCH_SIZE": 1, "DATA_LOADER.NUM_WORKERS": 1})
+    loader = construct_loader(cfg, "train")
+    shuffle_dataset(loader, 0)
+    batches = iter(loader)
+    next(batches)
+    (worker,) = batches._workers
+    for name in cfg.TRAIN.PREEMPT_SIGNALS:
+        os.kill(worker.pid, signal.Signals[name])
+    assert len(list(batches)) == len(loader) - 1
+    assert worker.is_alive()
+    del batches
 
 
 def test_loading_leaves_the_process_rng_alone(data_dir):

@@ -17,6 +17,7 @@ from iopath.common.file_io import PathHandler
 
 import stica_slowfast.data  # noqa: F401  (registers the datasets)
 from stica_slowfast.config import get_cfg
+from stica_slowfast.engine.entry import main
 from stica_slowfast.data.bad_input import TooManyBadVideosError
 from stica_slowfast.data.datasets import (
     BadLineError,
@@ -28,6 +29,8 @@ from stica_slowfast.data.datasets import (
 )
 from stica_slowfast.synthetic import write_video
 from stica_slowfast.utils.io import PathManager
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GOOD = "a.mp4 0\nsub/b.mp4 1\nvidéo.mp4 2\n"  # UTF-8, a non-ASCII name included
 
@@ -145,6 +148,16 @@ def test_a_file_that_is_not_text_is_one_line_naming_it(tmp_path, kind):
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'k.csv'}: not a text file: it looks like {what}"), message
     assert "\n" not in message
+
+
+def test_a_split_file_that_cannot_be_used_stops_run_net_with_one_line(tmp_path, capsys):
+    (tmp_path / "train.csv").write_bytes(gzip.compress(b"a.mp4 0\n"))
+    with pytest.raises(SystemExit) as stopped:
+        main(["--cfg", os.path.join(REPO, "configs", "demo", "rho_byol_tiny.yaml"), "DATA.PATH_TO_DATA_DIR",
+              str(tmp_path), "OUTPUT_DIR", str(tmp_path / "out"), "TENSORBOARD.ENABLE", "False"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {tmp_path / 'train.csv'}: not a text file: it looks like gzip"), err[-3:]
 
 
 def test_a_video_given_as_split_file_is_named_as_one(tmp_path, video_dir):

@@ -6,13 +6,16 @@ The runs are RhoBYOL (random crops and clips, an EMA target, LARS momentum state
 4 iterations of batch 4 per epoch, 3 epochs, a checkpoint every epoch, one DataLoader worker.
 """
 
+import glob
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -21,6 +24,7 @@ import torch
 
 from stica_slowfast.config import get_cfg, load_config
 from stica_slowfast.checkpoint import (
+    checkpoint_path,
     get_last_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -28,13 +32,13 @@ from stica_slowfast.checkpoint import (
 )
 from stica_slowfast.engine.entry import main
 from stica_slowfast.engine.setup import OutputDirError, check_output_dir
-from stica_slowfast.engine.trainer import TrainingDivergedError, _check_finite_loss
+from stica_slowfast.engine.trainer import TrainingDivergedError, _step_verdict
 from stica_slowfast.models import build_model
 from stica_slowfast.synthetic import generate_dataset
 from stica_slowfast.utils.io import PathManager
 from stica_slowfast.utils.logging import drop_json_stats_after
 
-from gloo import run_gloo  # tests/gloo.py
+from gloo import free_port, run_gloo  # tests/gloo.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_NET = os.path.join(REPO, "tools", "run_net.py")
@@ -161,16 +165,28 @@ def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, a
     with open(os.path.join(out, "stdout.log")) as f:
         assert f"Resuming from {first_ckpt}" in f.read()
 
+    _assert_repeats(uninterrupted, out)
+
+
+def _assert_repeats(uninterrupted, out, max_epoch=MAX_EPOCH):
+    """The run in ``out`` (interrupted and resumed) repeated the run in ``uninterrupted``."""
     # json_stats.log holds every epoch once, and the loss curve is the uninterrupted run's.
     expected, got = _records(uninterrupted), _records(out)
-    assert [r["epoch"] for r in got] == [f"{e}/{MAX_EPOCH}" for e in range(1, MAX_EPOCH + 1)]
+    assert [r["epoch"] for r in got] == [f"{e}/{max_epoch}" for e in range(1, max_epoch + 1)]
     for want, have in zip(expected, got):
         assert have["loss"] == pytest.approx(want["loss"], rel=1e-5)  # json keeps 6 digits
-    assert len({r["loss"] for r in got}) == MAX_EPOCH  # the epochs do differ
+        assert have["num_skipped_videos"] == want["num_skipped_videos"]
+    assert len({r["loss"] for r in got}) == max_epoch  # the epochs do differ
+    # Every step's logged loss too (the resumed run logs the steps after its checkpoint again).
+    losses = lambda d: {(r["epoch"], r["iter"]): r["loss"] for r in _train_iters(d)}  # noqa: E731
+    want_steps, have_steps = losses(uninterrupted), losses(out)
+    assert set(have_steps) == set(want_steps)
+    for step, loss in want_steps.items():
+        assert have_steps[step] == pytest.approx(loss, rel=1e-5), step
 
     # The final state agrees too: online and EMA target weights, BN statistics, LARS momentum buffers.
-    _, want = _model_and_state(uninterrupted, MAX_EPOCH)
-    _, have = _model_and_state(out, MAX_EPOCH)
+    _, want = _model_and_state(uninterrupted, max_epoch)
+    _, have = _model_and_state(out, max_epoch)
     assert any(k.startswith("target.") for k in have["model_state"])
     for key, value in want["model_state"].items():
         torch.testing.assert_close(have["model_state"][key], value, rtol=1e-5, atol=1e-6, msg=key)
@@ -178,6 +194,125 @@ def test_sigkill_mid_epoch_then_resume_repeats_the_uninterrupted_run(data_dir, a
         for name, value in state.items():
             torch.testing.assert_close(have["optimizer_state"]["state"][idx][name], value,
                                        rtol=1e-5, atol=1e-6, msg=f"{idx}.{name}")
+
+
+def _start(cmd):
+    """A run in its own process group (a kill then takes its DataLoader worker too, as SLURM's does);
+    its stderr goes to a file (a pipe nobody reads would fill up and stall it)."""
+    err = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, start_new_session=True)
+    proc.err = err
+    return proc
+
+
+def _wait_for(condition, procs, what):
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert all(p.poll() is None for p in procs), f"a run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _mid_epoch(out):
+    return [p for p in glob.glob(os.path.join(out, "checkpoints", "checkpoint_epoch_*_iter_*.pyth"))]
+
+
+def _resumed_from(out):
+    with open(os.path.join(out, "stdout.log")) as f:
+        return [line.split("Resuming from ", 1)[1].strip() for line in f if "Resuming from " in line]
+
+
+def test_sigkill_after_an_iteration_checkpoint_then_resume_repeats_the_uninterrupted_run(
+        data_dir, aug, uninterrupted, tmp_path):
+    out = str(tmp_path / "killed")
+    # A checkpoint after every step: whenever the kill lands, the newest one is mid-epoch (but
+    # between an epoch's end and the next step).
+    cmd = _command(data_dir, out, **aug, **{"TRAIN.CHECKPOINT_ITER_PERIOD": 1, "TRAIN.CHECKPOINT_KEEP": 2})
+    proc = _start(cmd)
+    try:
+        _wait_for(lambda: os.path.exists(checkpoint_path(out, 1, 1)), [proc], "epoch 2's first checkpoint")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _finish([proc])
+    assert proc.returncode == -signal.SIGKILL
+    assert 1 <= len(_mid_epoch(out)) <= 2  # CHECKPOINT_KEEP
+
+    resumed = _run(cmd)  # the very same command
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "_iter_" in _resumed_from(out)[-1]
+    _assert_repeats(uninterrupted, out)
+    assert _mid_epoch(out) == []  # the last epoch checkpoint made them needless
+    assert [e for e, _ in list_checkpoints(out)] == list(range(1, MAX_EPOCH + 1))
+
+
+# Two processes (gloo), 2 epochs: the same global batch of 4, 2 per process. Feature Crop draws its
+# boxes from each process's random stream every step: a resume must restore those streams.
+TWO = {"SOLVER.MAX_EPOCH": 2, "STICA.AUG.DEVICE": "worker", "STICA.FEATURE_CROP.ENABLE": True}
+
+
+def _two_processes(data_dir, out, **extra):
+    port = free_port()
+    return [_command(data_dir, out, **TWO, **extra)[:2] + [
+        "--num_shards", "2", "--shard_id", str(rank), "--init_method", f"tcp://127.0.0.1:{port}",
+        *_command(data_dir, out, **TWO, **extra)[2:]] for rank in range(2)]
+
+
+def _finish(procs):
+    """Wait for the runs; their exit codes (each one's stderr in ``.stderr_text``)."""
+    for p in procs:
+        p.wait(timeout=TIMEOUT)
+        p.err.seek(0)
+        p.stderr_text = p.err.read()
+        p.err.close()
+    return [p.returncode for p in procs]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_two(data_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("uninterrupted_two"))
+    procs = [_start(cmd) for cmd in _two_processes(data_dir, out)]
+    assert _finish(procs) == [0, 0], procs[0].stderr_text[-3000:] + procs[1].stderr_text[-3000:]
+    return out
+
+
+def test_two_processes_sigkill_after_an_iteration_checkpoint_then_resume(data_dir, uninterrupted_two, tmp_path):
+    out = str(tmp_path / "killed_two")
+    extra = {"TRAIN.CHECKPOINT_ITER_PERIOD": 1}
+    procs = [_start(cmd) for cmd in _two_processes(data_dir, out, **extra)]
+    try:
+        _wait_for(lambda: os.path.exists(checkpoint_path(out, 1, 1)), procs, "epoch 2's first checkpoint")
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        _finish(procs)
+    procs = [_start(cmd) for cmd in _two_processes(data_dir, out, **extra)]
+    assert _finish(procs) == [0, 0], procs[0].stderr_text[-3000:] + procs[1].stderr_text[-3000:]
+    assert "_iter_" in _resumed_from(out)[-1]
+    _assert_repeats(uninterrupted_two, out, max_epoch=2)
+
+
+def test_sigterm_to_one_process_of_two_checkpoints_and_exits_for_a_requeue(data_dir, uninterrupted_two, tmp_path):
+    out = str(tmp_path / "preempted")
+    procs = [_start(cmd) for cmd in _two_processes(data_dir, out)]  # no periodic checkpoint but the epochs'
+    try:
+        _wait_for(lambda: any(r["epoch"] == "2/2" for r in _train_iters(out)), procs, "epoch 2")
+        os.killpg(procs[1].pid, signal.SIGTERM)  # process 1 and its DataLoader worker, not process 0
+        codes = _finish(procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert codes == [128 + signal.SIGTERM] * 2, procs[0].stderr_text[-3000:] + procs[1].stderr_text[-3000:]
+    written = [n for _, n in list_checkpoints(out)]
+    assert written[0] == checkpoint_path(out, 1) and len(written) == 2
+    assert "_iter_" in written[1]  # written at the signal, inside epoch 2
+    with open(os.path.join(out, "stdout.log")) as f:
+        assert "Stopping at SIGTERM: checkpoint written" in f.read()
+
+    procs = [_start(cmd) for cmd in _two_processes(data_dir, out)]  # the same command: the requeued job
+    assert _finish(procs) == [0, 0], procs[0].stderr_text[-3000:] + procs[1].stderr_text[-3000:]
+    assert _resumed_from(out)[-1] == written[1]
+    _assert_repeats(uninterrupted_two, out, max_epoch=2)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, aug, uninterrupted, tmp_path):
@@ -272,13 +407,16 @@ def test_kill_during_checkpoint_writes_leaves_no_torn_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("synthetic", [False, True], ids=["data_dir", "synthetic_data"])
-def test_unwritable_output_dir_stops_before_training(data_dir, tmp_path, synthetic):
+def test_unwritable_output_dir_stops_before_training(data_dir, tmp_path, synthetic, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a regular file: no directory can be made under it, even by root\n")
     out = str(blocker / "out")
     opts = _opts("" if synthetic else data_dir, out, **{"STICA.SYNTHETIC.ENABLE": synthetic})
-    with pytest.raises(OutputDirError, match=rf"^OUTPUT_DIR '{out}' is not writable: .*Not a directory"):
+    with pytest.raises(SystemExit) as stopped:
         main(["--cfg", CFG, *opts])  # tools/run_net.py's entry, in this process
+    assert stopped.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(rf"^error: OUTPUT_DIR '{out}' is not writable: .*Not a directory", last), last
 
 
 def test_output_dir_without_room_for_a_checkpoint(tmp_path):
@@ -307,7 +445,7 @@ def _diverge_on_rank_1(rank, out_dir):
     cfg.OUTPUT_DIR = out_dir
     messages = []
     try:
-        _check_finite_loss(float("nan") if rank == 1 else 0.5, 1, 2, cfg)
+        _step_verdict(float("nan") if rank == 1 else 0.5, 1, 2, cfg)
     except TrainingDivergedError as err:
         messages.append(str(err))
     try:  # fails on rank 0 (the one that writes) only

@@ -125,6 +125,23 @@ def test_step_logs_read_tensors_back_only_when_flushed():
         StepLogs(window=0)
 
 
+def test_step_logs_continue_from_their_state_as_if_never_stopped():
+    values = [0.1, 0.7, 1e-3, 3.3, 0.25, 5.0, 0.4]
+    whole, first = StepLogs(window=3), StepLogs(window=3)
+    for v in values:
+        whole.add({"loss": torch.tensor(v)})
+    for v in values[:4]:
+        first.add({"loss": torch.tensor(v)})  # the last ones still pending on the "device"
+    state = first.state()  # a mid-epoch checkpoint's copy
+    second = StepLogs(window=3)
+    second.load_state(state)
+    for v in values[4:]:
+        second.add({"loss": torch.tensor(v)})
+    whole.flush(), second.flush()
+    assert second.global_avg("loss") == whole.global_avg("loss")  # bit for bit
+    assert second.medians() == whole.medians() and state == {"loss": [float(torch.tensor(v)) for v in values[:4]]}
+
+
 # ---------------------------------------------------------------------------------------------- #
 # Two processes on gloo
 # ---------------------------------------------------------------------------------------------------

@@ -137,6 +137,21 @@ def test_record_of_another_host_blocks_until_its_heartbeat_is_stale(tmp_path, ca
     assert any("node-elsewhere" in r.getMessage() and "taking it over" in r.getMessage() for r in caplog.records)
 
 
+def test_a_requeued_slurm_job_takes_over_its_own_record_from_another_node(tmp_path, monkeypatch, caplog):
+    # Preempted on one node, requeued at once on another: the record's heartbeat is still fresh.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RUN_LOCK_NAME).write_text(json.dumps({"pid": 4242, "host": "node-elsewhere", "job": "777"}))
+    monkeypatch.setenv("SLURM_JOB_ID", "778")  # another job: blocked
+    with pytest.raises(OutputDirBusyError, match="process 4242 on host node-elsewhere"):
+        RunLock(str(out), stale_s=300).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    with caplog.at_level(logging.WARNING):
+        with RunLock(str(out), stale_s=300):
+            assert _record(str(out))["job"] == "777" and _record(str(out))["pid"] == os.getpid()
+    assert any("earlier run of this job (777)" in r.getMessage() for r in caplog.records)
+
+
 def test_holder_refreshes_its_heartbeat(tmp_path):
     out = str(tmp_path / "out")
     path = os.path.join(out, RUN_LOCK_NAME)
@@ -154,7 +169,9 @@ def _lock_in_job(rank, out_dir, results):
     try:
         with output_dir_lock(out_dir) as lock:
             outcome["holds"] = lock is not None
-            outcome["record_pid"] = _record(out_dir)["pid"]
+            # The holder reads through its own descriptor: closing another one of the same file
+            # would drop its POSIX lock.
+            outcome["record_pid"] = (RunLock._read(lock._fd) if lock is not None else _record(out_dir))["pid"]
     except OutputDirBusyError as err:
         outcome["error"] = str(err)
     with open(os.path.join(results, f"rank{rank}.json"), "w") as f:

@@ -198,6 +198,7 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
     video_index = vs.index
     packets_end = -math.inf  # latest end (time + duration) of a video packet, when timed by pts
     at_end = False
+    video_flushed = False  # the video decoder was sent the end-of-file packet (it holds no frame now)
     try:
         for packet in video.demux(streams):
             video_done, audio_done = selector.done, audio is None or audio.done
@@ -209,6 +210,7 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
                 continue
             if video_done:
                 continue  # keep demuxing only for the audio
+            video_flushed = not packet.size
             if not video.timed_by_decode_order and packet.pts is not None and time_base is not None:
                 span = packet.duration * time_base if packet.duration else period
                 packets_end = max(packets_end, packet.pts * time_base - video.origin + span)
@@ -241,9 +243,10 @@ def _decode_from(video: PassSource, seek_to, targets, audio_starts, num_samples,
         raise DecodeError(f"no video frames decoded from {video.path}")
     if at_end:
         _check_promised_end(video, selector.pending, max(packets_end, last_time + period), period)
-    elif selector.awaits_reference:
+    if selector.awaits_reference and not video_flushed:
         # The last frame taken is a B-frame; the reference frame shown after it was decoded before
-        # it, and may have been concealed: take the frames the decoder holds (decoded already).
+        # it, and may have been concealed: drain the frames the decoder holds. (Also after the end of
+        # file when the video was done before it: the pass went on for the audio only.)
         for frame in vs.codec_context.decode(None):
             selector.observe(frame)
             if not selector.awaits_reference:

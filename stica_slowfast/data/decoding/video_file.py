@@ -203,8 +203,9 @@ class VideoFile:
 
     def rewind(self) -> None:
         """Back to the first packet: seek to 0, or reopen where the format cannot seek (raw h264)
-        or seeks by a search over timestamps (MPEG-TS, MPEG-PS: a seek to 0 lands on the video's
-        first keyframe, after any audio before it, and can hand out a broken audio packet there).
+        or may have discontinuous timestamps (FFmpeg's ``ts_discont`` formats: MPEG-TS and MPEG-PS,
+        whose seek to 0 lands on the video's first keyframe, after any audio before it, and can hand
+        out a broken audio packet there; also Ogg).
 
         A reopened container has new stream objects: read :attr:`video_stream` after this.
         """
@@ -300,9 +301,9 @@ class VideoFile:
 
         Only the last packets, after a seek on the video stream to the container's end (in Matroska,
         from the last keyframe on), where the container has a duration and its timestamps cannot
-        restart; else every packet from the first: in MPEG-TS and MPEG-PS, whose timestamps may
-        restart where files were joined, and whose stream durations FFmpeg estimates from a few
-        packets. None when no video packet has a timestamp.
+        restart; else every packet from the first: in MPEG-TS and MPEG-PS (FFmpeg's ``ts_discont``
+        formats, Ogg among them), whose timestamps may restart where files were joined, and whose
+        stream durations FFmpeg estimates from a few packets. None when no video packet has a timestamp.
         """
         c, vs = self._container, self.video_stream
         time_base = time_base_seconds(vs.time_base)
