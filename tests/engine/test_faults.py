@@ -245,6 +245,18 @@ def test_sigkill_after_an_iteration_checkpoint_then_resume_repeats_the_uninterru
     assert [e for e, _ in list_checkpoints(out)] == list(range(1, MAX_EPOCH + 1))
 
 
+def test_minutes_based_checkpoints_are_written_mid_epoch_and_pruned(data_dir, tmp_path):
+    out = str(tmp_path / "timed")
+    # Due after every step (process 0's clock): iterations 1-3 of the one epoch, then its end.
+    proc = _run(_command(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.CHECKPOINT_MINUTES": 1e-9,
+                                           "TRAIN.CHECKPOINT_KEEP": 2}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(out, "stdout.log")) as f:
+        saved = [line.split("Saved checkpoint ", 1)[1].strip() for line in f if "Saved checkpoint " in line]
+    assert saved == [checkpoint_path(out, 0, i) for i in (1, 2, 3)] + [checkpoint_path(out, 1)]
+    assert [n for _, n in list_checkpoints(out)] == [checkpoint_path(out, 1)]  # the epoch's makes them needless
+
+
 # Two processes (gloo), 2 epochs: the same global batch of 4, 2 per process. Feature Crop draws its
 # boxes from each process's random stream every step: a resume must restore those streams.
 TWO = {"SOLVER.MAX_EPOCH": 2, "STICA.AUG.DEVICE": "worker", "STICA.FEATURE_CROP.ENABLE": True}
