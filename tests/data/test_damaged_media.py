@@ -43,9 +43,10 @@ def moving_noise(n: int, size: int = SIZE) -> np.ndarray:
     return np.stack([np.roll(base, 3 * i, axis=1)[:, :size] for i in range(n)])
 
 
-def write_h264(path, frames, *, keyint=FPS, bframes=3, last_duration_ms=None):
+def write_h264(path, frames, *, keyint=FPS, bframes=3, last_duration_ms=None, audio=None):
     """h264 in MP4, a keyframe every ``keyint`` frames (no scene cuts), one thread (the same file
-    every time); ``last_duration_ms`` stretches the last frame's packet (a closing still)."""
+    every time); ``last_duration_ms`` stretches the last frame's packet (a closing still); ``audio``
+    (a waveform at PCM_RATE) adds an AAC track."""
     with av.open(str(path), "w", format="mp4") as c:
         vs = c.add_stream("libx264", rate=FPS)
         vs.height, vs.width, vs.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
@@ -60,6 +61,14 @@ def write_h264(path, frames, *, keyint=FPS, bframes=3, last_duration_ms=None):
         packets += vs.encode()
         if last_duration_ms is not None:
             packets[-1].duration = int(last_duration_ms / 1000 / packets[-1].time_base)
+        if audio is not None:
+            stream = c.add_stream("aac", rate=PCM_RATE, layout="mono")
+            for s in range(0, len(audio), 1024):
+                chunk = np.ascontiguousarray(audio[None, s:s + 1024], dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate, frame.pts = PCM_RATE, s
+                packets += stream.encode(frame)
+            packets += stream.encode()
         for p in packets:
             c.mux(p)
 
@@ -153,6 +162,11 @@ def media(tmp_path_factory):
     pos, size = video_packet(d / "clean.mp4", DAMAGED_AT)
     data[pos + 20:pos + size] = bytes(size - 20)
     (d / "concealed.mp4").write_bytes(bytes(data))
+    write_h264(d / "clean_aac.mp4", moving_noise(N), audio=tone())  # the same, with a sound track
+    data = bytearray((d / "clean_aac.mp4").read_bytes())
+    pos, size = video_packet(d / "clean_aac.mp4", DAMAGED_AT)
+    data[pos + 20:pos + size] = bytes(size - 20)
+    (d / "concealed_aac.mp4").write_bytes(bytes(data))
     for how in ("stsz", "stsz_half", "stsc"):
         damage_sample_table(d / "clean.mp4", d / f"{how}.mp4", how)
     # Legitimately held frames: a 1-frame video; a variable-frame-rate one whose last frame stays 2 s.
@@ -212,6 +226,19 @@ def test_a_clip_reached_by_concealed_damage_is_corrupt(media, start, corrupt, sk
     with pytest.raises(DecodeError, match="concealed damaged data") as err:
         clip(media / "concealed.mp4", start, skip_gaps=skip_gaps)
     assert err.value.reason == "corrupt"
+
+
+@pytest.mark.parametrize("skip_gaps", [True, False])
+def test_damage_after_a_clip_is_found_when_the_pass_reads_on_for_the_audio(media, skip_gaps):
+    # The clip at 0.2 s ends on a B-frame predicted from the flagged P-frame after it; a 10-s audio
+    # window (past the end of the sound) keeps the pass reading to the end of the file once the
+    # video is done, where the decoder still holds that P-frame.
+    kwargs = {"audio_rate": 8000, "audio_duration": 10.0, "skip_gaps": skip_gaps}
+    with pytest.raises(DecodeError, match="concealed damaged data") as err:
+        clip(media / "concealed_aac.mp4", 0.2, **kwargs)
+    assert err.value.reason == "corrupt"
+    got, want = clip(media / "concealed_aac.mp4", 0.0, **kwargs), clip(media / "clean_aac.mp4", 0.0, **kwargs)
+    assert torch.equal(got.video[0], want.video[0]) and torch.equal(got.audio[0], want.audio[0])
 
 
 def per_clip(path):
