@@ -180,6 +180,9 @@ _C.MODEL.DROPOUT_RATE = 0.5
 _C.MODEL.FC_INIT_STD = 0.01
 # Loss of the supervised classifier; only "cross_entropy".
 _C.MODEL.LOSS_FUNC = "cross_entropy"
+# What a classifier returns in eval mode to PySlowFast's loops (which pass a list of pathways):
+# "softmax" (PySlowFast's default), "sigmoid" or "none" (logits); our engine always takes logits.
+_C.MODEL.HEAD_ACT = "softmax"
 
 # ---------------------------------------------------------------------------------------------------- #
 # Contrastive / self-supervised methods (RhoSimCLR, RhoMoCo, RhoBYOL, RhoSwAV; PySlowFast key names)

@@ -10,6 +10,7 @@ _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw", "lars"),
     "BN.NORM_TYPE": ("batchnorm", "sync_batchnorm"),
+    "MODEL.HEAD_ACT": ("softmax", "sigmoid", "none"),
     "DATA.DECODING_BACKEND": ("pyav",),
     "TRAIN.CHECKPOINT_TYPE": ("pytorch",),
     "TEST.CHECKPOINT_TYPE": ("pytorch",),

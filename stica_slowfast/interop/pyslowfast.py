@@ -16,10 +16,14 @@ as ``sticakinetics`` (every dataset also as ``stica<name>``; our own engine acce
 
 What works, and what does not, across the two code bases:
 
-* Models are built by PySlowFast's ``build_model`` (with ``NUM_GPUS 0`` on CPU too). ``VideoClassifier``
-  also follows PySlowFast's calling convention ``model([video]) -> logits``. The SSL methods train
-  through ``forward_train(batch)`` (our engine); PySlowFast's ``train_net.py`` instead calls
-  ``loss_fun(model(inputs), labels)``, which only fits a classifier.
+* Models are built by PySlowFast's ``build_model`` (with ``NUM_GPUS 0`` on CPU too). The classifiers
+  (``VideoClassifier``, ``LinearProbe``, ``AudioLinearProbe``) follow PySlowFast's calling convention
+  ``model([inputs])``: logits in training, ``MODEL.HEAD_ACT`` of them in eval mode, as PySlowFast's
+  heads do. The SSL methods train through ``forward_train(batch)`` (our engine); called as
+  PySlowFast's loops call a model, or their losses as ``loss_fun(preds, labels)``, they raise a
+  ``TypeError`` that says so (PySlowFast's loop would otherwise read features as class scores).
+* ``MODEL.ARCH``: our backbones are added to PySlowFast's ``MODEL.SINGLE_PATHWAY_ARCH``; its own
+  ``slow`` (``RESNET.DEPTH 50``) is our ``slow_r50``.
 * Losses: PySlowFast constructs ``cls(reduction="mean")``. Each adapter below wraps one of our pure
   functions; only ``reduction="mean"`` exists (each function returns a mean), and the temperature
   defaults to our config default (``temperature=`` overrides it). ``sinkhorn_knopp`` is registered
@@ -51,7 +55,7 @@ from stica_slowfast.losses import (
     pairwise_info_nce,
     swav_loss,
 )
-from stica_slowfast.registry import DATASET, LOSS, MODEL
+from stica_slowfast.registry import BACKBONE, DATASET, LOSS, MODEL
 from stica_slowfast.utils import optional
 
 __all__ = [
@@ -94,6 +98,17 @@ class _FunctionLoss(nn.Module):
         self.kwargs = {**self.defaults, **kwargs}
 
     def forward(self, *tensors: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """``fn(*tensors)``.
+
+        Raises:
+            TypeError: called as PySlowFast's train loop calls ``MODEL.LOSS_FUNC``,
+                ``loss_fun(preds, labels)`` (an integer tensor among the inputs): every loss here is a
+                loss of embeddings, which that loop does not compute.
+        """
+        if any(torch.is_tensor(t) and not (t.is_floating_point() or t.is_complex()) for t in tensors):
+            raise TypeError(f"{self.fn.__name__} is a self-supervised loss of embeddings, not of (predictions, "
+                            f"labels): as MODEL.LOSS_FUNC of PySlowFast's train loop it cannot work; train "
+                            f"our SSL methods with stica_slowfast's tools/run_net.py")
         return self.fn(*tensors, **{**self.kwargs, **kwargs})
 
     def extra_repr(self) -> str:
@@ -211,6 +226,10 @@ def register() -> bool:
             elif losses._LOSSES.setdefault(name, module) is not module:
                 logger.debug("PySlowFast's loss table already has %r: kept its own", name)
         reached += 1
+    defaults = optional.import_optional("slowfast.config.defaults")
+    arch_list = getattr(getattr(getattr(defaults, "_C", None), "MODEL", None), "SINGLE_PATHWAY_ARCH", None)
+    if isinstance(arch_list, list):  # so that its pack_pathway_output takes our MODEL.ARCH names
+        arch_list.extend(name for name, _ in BACKBONE if name not in arch_list)
     datasets = optional.import_optional("slowfast.datasets.build")
     if datasets is not None:
         for name, cls in DATASET:

@@ -78,6 +78,27 @@ class AudioVisualModel(Model, Protocol):
         """Joint-space embeddings ``(B, E)`` of spectrograms ``(B, 1, F, Ta)``."""
 
 
+#: Values of ``MODEL.HEAD_ACT`` (PySlowFast's key): what a classifier returns to PySlowFast's eval loops.
+HEAD_ACTS = ("softmax", "sigmoid", "none")
+
+
+def called_by_pyslowfast(x) -> bool:
+    """Whether a model input comes from PySlowFast's loops, which pass a list of pathway tensors
+    (our engine passes a tensor)."""
+    return isinstance(x, (list, tuple))
+
+
+def head_activation(logits: torch.Tensor, act: str) -> torch.Tensor:
+    """``MODEL.HEAD_ACT`` of class logits ``(B, K)``, as PySlowFast's heads apply it in eval mode."""
+    if act == "softmax":
+        return logits.softmax(dim=1)
+    if act == "sigmoid":
+        return logits.sigmoid()
+    if act == "none":
+        return logits
+    raise ValueError(f"MODEL.HEAD_ACT must be one of {list(HEAD_ACTS)}, got {act!r}")
+
+
 class ModelBase(nn.Module):
     """Defaults for every optional member of :class:`Model`: an SSL model of video that takes all
     of another run's checkpoint, needs no hooks and scales no learning rate."""
@@ -90,7 +111,17 @@ class ModelBase(nn.Module):
         self.lr_scales: Dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (SSL models predict no labels)."""
+        """Features (SSL models predict no labels).
+
+        Raises:
+            TypeError: called as PySlowFast's train/test loops call a model (a list of pathways),
+                whose loss and meters would take these features for class scores.
+        """
+        if called_by_pyslowfast(x):
+            raise TypeError(f"{type(self).__name__} is a self-supervised method: it trains with this "
+                            f"package's engine (python tools/run_net.py of stica_slowfast, which calls "
+                            f"forward_train), not PySlowFast's loop, which would read its features as "
+                            f"class scores; PySlowFast can train and test LinearProbe on its checkpoint")
         return self.forward_features(x)
 
     def on_epoch_start(self, epoch: int) -> None:

@@ -7,7 +7,7 @@ from fvcore.common.registry import Registry
 from stica_slowfast.registry import BACKBONE, MODEL
 from stica_slowfast.utils.suggest import closest, did_you_mean
 
-__all__ = ["build_model", "build_backbone", "build_audio_backbone", "uses_channels_last", "to_channels_last"]
+__all__ = ["build_model", "build_backbone", "backbone_name", "PYSLOWFAST_ARCHS", "build_audio_backbone", "uses_channels_last", "to_channels_last"]
 
 
 def _get(registry: Registry, registry_name: str, key: str, name: str):
@@ -31,13 +31,39 @@ def build_model(cfg) -> nn.Module:
     return _get(MODEL, "MODEL", "MODEL.MODEL_NAME", cfg.MODEL.MODEL_NAME)(cfg)
 
 
+#: PySlowFast's ``MODEL.ARCH`` names (its ``SINGLE_PATHWAY_ARCH`` and ``MULTI_PATHWAY_ARCH``).
+PYSLOWFAST_ARCHS = ("2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit", "slowfast")
+
+
+def backbone_name(cfg) -> str:
+    """Our ``BACKBONE`` name for ``cfg.MODEL.ARCH``: itself, or for PySlowFast's ``slow`` with
+    ``RESNET.DEPTH`` 50 (PySlowFast's Slow-R50; depth 50 when the config has no ``RESNET``) the same
+    network here, ``slow_r50``.
+
+    Raises:
+        KeyError: another of PySlowFast's networks, which this package does not build (one line
+            naming our choices).
+    """
+    arch = cfg.MODEL.ARCH
+    depth = cfg.RESNET.DEPTH if "RESNET" in cfg and "DEPTH" in cfg.RESNET else 50
+    if arch == "slow" and depth == 50:
+        return "slow_r50"
+    if arch in PYSLOWFAST_ARCHS and arch not in {n for n, _ in BACKBONE}:
+        what = f"{arch!r} with RESNET.DEPTH {depth}" if arch == "slow" else repr(arch)
+        raise KeyError(f"MODEL.ARCH {what} is PySlowFast's own network, which stica_slowfast does not build; "
+                       f"its backbones are {sorted(n for n, _ in BACKBONE)} ('slow' with RESNET.DEPTH 50 is "
+                       f"slow_r50)")
+    return arch
+
+
 def build_backbone(cfg) -> nn.Module:
-    """The video backbone named by ``cfg.MODEL.ARCH`` in the ``BACKBONE`` registry, ``fn(cfg)``.
+    """The video backbone named by ``cfg.MODEL.ARCH`` in the ``BACKBONE`` registry, ``fn(cfg)``
+    (PySlowFast's names: :func:`backbone_name`).
 
     Raises:
         KeyError: if the name is not registered (the message names the key and the closest name).
     """
-    return _get(BACKBONE, "BACKBONE", "MODEL.ARCH", cfg.MODEL.ARCH)(cfg)
+    return _get(BACKBONE, "BACKBONE", "MODEL.ARCH", backbone_name(cfg))(cfg)
 
 
 def build_audio_backbone(cfg) -> nn.Module:

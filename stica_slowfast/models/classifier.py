@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
 from stica_slowfast.registry import MODEL
 
-from .api import ModelBase
+from .api import HEAD_ACTS, ModelBase, called_by_pyslowfast, head_activation
 from .build import build_backbone
 from .configurable import configurable
 from .encoder import feature_map_tokens
@@ -56,6 +56,10 @@ class VideoClassifier(ModelBase):
         loss_func: training loss; only ``"cross_entropy"``.
         video_pool: temporal pooling of the backbone's time tokens (``STICA.POOL.TYPE transformer``,
             e.g. STiCA's pretrained one); None for the backbone's global average pool.
+        head_act: ``MODEL.HEAD_ACT``: what :meth:`forward` returns in eval mode when called as
+            PySlowFast's loops call a model (a list of pathways): "softmax" (PySlowFast's default:
+            its test meter sums the views' scores, the same ensemble as our engine's mean of softmax),
+            "sigmoid" or "none" (logits). Our engine always gets logits.
     """
 
     #: ``forward(video)`` returns class logits, so the engine measures val/test accuracy with it.
@@ -71,9 +75,13 @@ class VideoClassifier(ModelBase):
         fc_init_std: float,
         loss_func: str,
         video_pool: Optional[nn.Module],
+        head_act: str,
     ) -> None:
         super().__init__()
         _check_loss_func(loss_func, "loss_func")
+        if head_act not in HEAD_ACTS:
+            raise ValueError(f"head_act must be one of {list(HEAD_ACTS)}, got {head_act!r}")
+        self.head_act = head_act
         self.backbone = backbone
         # Named as in STiCA, so that its pretrained pooling loads under the same keys.
         self.video_pool = video_pool
@@ -89,7 +97,7 @@ class VideoClassifier(ModelBase):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor kwargs from ``MODEL.ARCH`` (backbone), ``MODEL.NUM_CLASSES``,
-        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD``, ``MODEL.LOSS_FUNC`` and ``STICA.POOL.*``
+        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD``, ``MODEL.LOSS_FUNC``, ``MODEL.HEAD_ACT`` and ``STICA.POOL.*``
         (a transformer pooling when ``STICA.POOL.TYPE`` is "transformer")."""
         _check_loss_func(cfg.MODEL.LOSS_FUNC, "MODEL.LOSS_FUNC")
         backbone = cls.backbone_from_config(cfg)
@@ -103,6 +111,7 @@ class VideoClassifier(ModelBase):
             "fc_init_std": cfg.MODEL.FC_INIT_STD,
             "loss_func": cfg.MODEL.LOSS_FUNC,
             "video_pool": pool,
+            "head_act": cfg.MODEL.HEAD_ACT,
         }
 
     @staticmethod
@@ -130,8 +139,16 @@ class VideoClassifier(ModelBase):
         return self.video_pool(feature_map_tokens(self.backbone.forward_feature_map(video)))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(B, K)`` of video ``(B, C, T, H, W)`` (or a one-pathway list of it)."""
-        return self.head(self.forward_features(video))
+        """Class logits ``(B, K)`` of video ``(B, C, T, H, W)``; from a one-pathway list (PySlowFast's
+        loops) in eval mode, their ``head_act`` (see the class docstring)."""
+        return self.scores(self.head(self.forward_features(video)), video)
+
+    def scores(self, logits: torch.Tensor, inputs) -> torch.Tensor:
+        """What :meth:`forward` returns for ``logits`` of ``inputs``: logits, or ``head_act`` of them
+        in eval mode for PySlowFast's callers (its heads do the same)."""
+        if called_by_pyslowfast(inputs) and not self.training:
+            return head_activation(logits, self.head_act)
+        return logits
 
     def forward_train(self, batch: Dict[str, Union[torch.Tensor, List[torch.Tensor]]]) -> dict:
         """One supervised training step's loss; every clip is a sample with its video's label.

@@ -85,8 +85,9 @@ class LinearProbe(VideoClassifier):
             return super().forward_features(video)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(B, K)``: frozen features, then the optional BatchNorm, then the head."""
-        return self.head(self.feature_norm(self.forward_features(video)))
+        """Class logits ``(B, K)``: frozen features, then the optional BatchNorm, then the head (for
+        PySlowFast's callers, in eval mode, ``head_act`` of them: :meth:`VideoClassifier.scores`)."""
+        return self.scores(self.head(self.feature_norm(self.forward_features(video))), video)
 
     def load_pretrained(self, path: str, strict: bool = True) -> int:
         """Load the backbone of an SSL (or classifier) checkpoint; see
@@ -116,3 +117,12 @@ class AudioLinearProbe(LinearProbe):
     @staticmethod
     def backbone_from_config(cfg) -> nn.Module:
         return build_audio_backbone(cfg)
+
+    def forward_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """Pooled frozen features ``(B, D)`` of spectrograms ``(B, 1, F, Ta)`` (or a one-element list,
+        as PySlowFast's loops pass their inputs)."""
+        if isinstance(audio, (list, tuple)):
+            if len(audio) != 1:
+                raise ValueError(f"expected one audio input, got a list of {len(audio)} tensors")
+            audio = audio[0]
+        return super().forward_features(audio)

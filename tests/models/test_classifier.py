@@ -39,6 +39,7 @@ def test_cfg_and_kwargs_construction_give_the_same_model(cfg):
         fc_init_std=0.01,
         loss_func="cross_entropy",
         video_pool=None,
+        head_act="softmax",
     )
     assert str(from_cfg) == str(from_kwargs)
     state_a, state_b = from_cfg.state_dict(), from_kwargs.state_dict()
@@ -73,7 +74,8 @@ def test_forward_shapes(cfg):
     with torch.no_grad():
         logits = model(video)
         features = model.forward_features(video)
-        torch.testing.assert_close(model([video]), logits)  # PySlowFast's one-pathway list
+        # PySlowFast's one-pathway list, in eval mode: MODEL.HEAD_ACT (softmax) of the logits
+        torch.testing.assert_close(model([video]), logits.softmax(dim=1))
     assert logits.shape == (2, NUM_CLASSES)
     assert features.shape == (2, model.backbone.out_dim)
     torch.testing.assert_close(logits, model.head(features))
@@ -148,4 +150,4 @@ def test_bad_loss_func(cfg):
         build_model(cfg)
     with pytest.raises(ValueError, match="loss_func"):
         VideoClassifier(backbone=build_backbone(cfg), num_classes=2, dropout_rate=0.0, fc_init_std=0.01,
-                        loss_func="focal", video_pool=None)
+                        loss_func="focal", video_pool=None, head_act="softmax")
