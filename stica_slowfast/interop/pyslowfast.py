@@ -28,11 +28,10 @@ What works, and what does not, across the two code bases:
   functions; only ``reduction="mean"`` exists (each function returns a mean), and the temperature
   defaults to our config default (``temperature=`` overrides it). ``sinkhorn_knopp`` is registered
   as a loss in our ``LOSS`` registry but computes codes, not a loss, so it gets no adapter.
-* Datasets are ``cls(cfg, split)`` on both sides, so ``build_dataset`` builds ours. Their samples
-  are our dict (``"video"``: list of V ``(C, T, H, W)`` views, ``"label"``, ``"index"``,
-  ``"skipped"``, ``"valid"``, optionally ``"audio"``), not PySlowFast's
-  ``(frames, label, index, time, extra_data)`` tuple, so PySlowFast's loaders and train loop cannot
-  consume them; our engine (``tools/run_net.py``) does.
+* Datasets: ``build_dataset`` builds ours wrapped in :class:`~.pyslowfast_data.PySlowFastDataset`,
+  whose items are PySlowFast's ``(inputs, label, index, time, meta)`` (one per (video, view) for
+  "test"), so its loaders, train/val loops and multi-view test read our data; our own registry and
+  engine keep our dict samples.
 * Config: :func:`stica_slowfast.config.pyslowfast.add_pyslowfast_keys` adds the keys of PySlowFast's ``get_cfg()`` that ours lacks,
   so ``tools/run_net.py`` reads a PySlowFast YAML (the keys only PySlowFast reads have no effect
   there). ``stica_slowfast.config.add_stica_config`` extends PySlowFast's own config the other way.
@@ -57,6 +56,8 @@ from stica_slowfast.losses import (
 )
 from stica_slowfast.registry import BACKBONE, DATASET, LOSS, MODEL
 from stica_slowfast.utils import optional
+
+from .pyslowfast_data import pyslowfast_dataset
 
 __all__ = [
     "LOSS_MODULES",
@@ -199,6 +200,10 @@ def pyslowfast_dataset_names(name: str) -> List[str]:
     return [name.capitalize(), (DATASET_ALIAS_PREFIX + name).capitalize()]
 
 
+# Our dataset class -> its PySlowFast-format adapter (one class each, so that registering twice adds nothing).
+_ADAPTERS: Dict[type, type] = {}
+
+
 def register() -> bool:
     """Register our models, losses and datasets into PySlowFast's tables (see the module docstring).
 
@@ -233,7 +238,8 @@ def register() -> bool:
     datasets = optional.import_optional("slowfast.datasets.build")
     if datasets is not None:
         for name, cls in DATASET:
+            adapter = _ADAPTERS.setdefault(cls, pyslowfast_dataset(cls))
             for alias in pyslowfast_dataset_names(name.lower()):
-                _register_into(datasets.DATASET_REGISTRY, alias, cls)
+                _register_into(datasets.DATASET_REGISTRY, alias, adapter)
         reached += 1
     return reached == 3

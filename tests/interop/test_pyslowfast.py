@@ -177,7 +177,7 @@ def test_get_loss_func_gives_our_losses(slowfast):
         get_loss_func("sinkhorn_knopp")
 
 
-def test_build_dataset_builds_ours(slowfast, tmp_path):
+def test_build_dataset_builds_ours_in_pyslowfast_format(slowfast, tmp_path):
     from stica_slowfast.synthetic import generate_dataset
 
     data = str(tmp_path / "data")
@@ -195,10 +195,10 @@ def test_build_dataset_builds_ours(slowfast, tmp_path):
     for name, cls, c in (("ucf101", Ucf101, ucf_cfg), ("hmdb51", Hmdb51, hmdb_cfg),
                          ("sticakinetics", Kinetics, cfg), ("sticaucf101", Ucf101, ucf_cfg)):
         dataset = build_dataset(name, c, "train")
-        assert type(dataset) is cls and len(dataset) == 4
-        sample = dataset[0]
-        # Our sample dict, not PySlowFast's (frames, label, index, time, extra_data) tuple.
-        assert isinstance(sample, dict) and sample["video"][0].shape == (3, 4, 32, 32), name
+        # Ours, in PySlowFast's (frames, label, index, time, extra_data) format.
+        assert type(dataset.dataset) is cls and len(dataset) == 4
+        frames, label, index, _, meta = dataset[0]
+        assert frames[0].shape == (3, 4, 32, 32) and index == 0 and meta == {}, name
 
 
 def test_run_net_config_accepts_a_pyslowfast_yaml(slowfast, tmp_path, caplog):
