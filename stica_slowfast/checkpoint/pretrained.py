@@ -18,6 +18,7 @@ from torch import nn
 from stica_slowfast.utils.misc import strip_ddp_prefix, unwrap
 
 from .io import CheckpointFileError, load_model_state, read_checkpoint
+from .layouts import LAYOUT_NAMES, to_our_layout
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -60,11 +61,21 @@ def load_backbone_from_ssl_checkpoint(
         FileNotFoundError: the path does not exist.
     """
     _, model_state, epoch = read_checkpoint(path)
+    layout, model_state, dropped = to_our_layout(strip_ddp_prefix(model_state))
+    if dropped:
+        logger.info("%s is %s: read in this package's names, %d tensors of it are not ours (%s)", path,
+                    LAYOUT_NAMES[layout], len(dropped), ", ".join(sorted({k.split(".", 1)[0] for k in dropped})))
     backbone_state, ignored = _split_state(model_state, prefix)
     if not backbone_state:
         names = sorted({str(k).split(".", 1)[0] for k in model_state})
+        hint = ""
+        if layout == "pyslowfast_ptvresnet":
+            hint = "; convert it first: python tools/convert_checkpoint.py --to stica IN OUT"
+        elif layout == "unknown":
+            hint = (f"; known layouts: {', '.join(v for k, v in LAYOUT_NAMES.items() if k != 'unknown')}")
         raise CheckpointFileError(
-            path, f"has no '{prefix}*' tensors to load into the model's backbone (top-level names: {names})")
+            path, f"is {LAYOUT_NAMES[layout]} with no '{prefix}*' tensors to load into the model's backbone "
+                  f"(top-level names: {names}){hint}")
     if ignored:
         logger.info(
             "Ignoring %d non-backbone tensors of %s (%s)",
