@@ -1,8 +1,8 @@
 """Cross-key checks and derived values, all in one place (run once at start-up)."""
 
-import signal
-
 from fvcore.common.config import CfgNode
+
+from stica_slowfast.utils.signals import signal_number
 
 from .errors import ConfigError
 
@@ -104,14 +104,21 @@ def _check_stica_model(cfg: CfgNode) -> None:
         raise ConfigError(f"config key STICA.LOSS.ALPHA must lie in [0, 1], got {cfg.STICA.LOSS.ALPHA}")
 
 
+def _is_signal(name: str) -> bool:
+    try:
+        signal_number(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_checkpoints(cfg: CfgNode) -> None:
     t = cfg.TRAIN
     if t.CHECKPOINT_ITER_PERIOD < 0 or t.CHECKPOINT_MINUTES < 0 or t.CHECKPOINT_KEEP < 1:
         raise ConfigError(f"config keys TRAIN.CHECKPOINT_ITER_PERIOD and CHECKPOINT_MINUTES must be >= 0 (0 = off) "
                           f"and CHECKPOINT_KEEP >= 1, got {t.CHECKPOINT_ITER_PERIOD}, {t.CHECKPOINT_MINUTES} and "
                           f"{t.CHECKPOINT_KEEP}")
-    known = {s.name for s in signal.Signals}
-    bad = [name for name in t.PREEMPT_SIGNALS if not isinstance(name, str) or name.upper() not in known]
+    bad = [name for name in t.PREEMPT_SIGNALS if not isinstance(name, str) or not _is_signal(name)]
     if bad:
         raise ConfigError(f"config key TRAIN.PREEMPT_SIGNALS holds {bad}: not signals of this system "
                           f"(names such as SIGTERM, SIGUSR1)")

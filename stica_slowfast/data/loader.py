@@ -38,6 +38,7 @@ from stica_slowfast.data.datasets import SeededIndex, VideoDataset
 from stica_slowfast.registry import get_dataset_class
 from stica_slowfast.utils import distributed as du
 from stica_slowfast.utils.misc import derive_seed, derive_seeds
+from stica_slowfast.utils.signals import signal_number
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _ignore_signals(worker_id: int, names: Sequence[str] = ()) -> None:
     SLURM signals every process of a job, and a worker that died of the signal would end the training
     before the checkpoint it writes. The workers end with their process (:func:`_kill_workers_at_exit`)."""
     for name in names:
-        signal.signal(signal.Signals[name.upper()], signal.SIG_IGN)
+        signal.signal(signal_number(name), signal.SIG_IGN)
 
 
 _REAPING: set = set()  # processes whose workers are killed at exit

@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fvcore.common.config import CfgNode
 
+from stica_slowfast.utils.signals import signal_number
+
 _TIMEOUT = timedelta(minutes=30)
 
 
@@ -117,7 +119,7 @@ def join_forwarding_signals(context: mp.ProcessContext, names: Sequence[str]) ->
         context: from ``torch.multiprocessing.start_processes(..., join=False)``.
         names: the stop signals (``TRAIN.PREEMPT_SIGNALS``).
     """
-    numbers = [int(signal.Signals[name.upper()]) for name in names]
+    numbers = [signal_number(name) for name in names]
 
     def forward(signum, frame):
         for proc in context.processes:

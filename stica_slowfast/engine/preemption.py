@@ -19,6 +19,8 @@ import signal
 import threading
 from typing import Callable, Dict, Optional, Sequence, Union
 
+from stica_slowfast.utils.signals import signal_number
+
 __all__ = ["Preempted", "StopSignals", "signal_number"]
 
 logger = logging.getLogger(__name__)
@@ -35,18 +37,6 @@ class Preempted(SystemExit):
 
     def __str__(self) -> str:
         return f"stopped by {signal.Signals(self.signum).name} after writing a checkpoint"
-
-
-def signal_number(name: str) -> int:
-    """The number of a signal given by name (``"SIGTERM"``).
-
-    Raises:
-        ValueError: no such signal on this system.
-    """
-    try:
-        return int(signal.Signals[str(name).upper()])
-    except KeyError:
-        raise ValueError(f"unknown signal {name!r}") from None
 
 
 class StopSignals:
