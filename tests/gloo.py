@@ -22,6 +22,9 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple) -> None:
     )
     try:
         fn(rank, *args)
+        # Both ranks leave together: gloo's threads of a pair torn down while the other rank still
+        # sends can abort the process ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
