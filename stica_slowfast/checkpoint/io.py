@@ -26,13 +26,16 @@ so a crash mid-write leaves at most a ``.checkpoint_epoch_00005.pyth.tmp-*`` fil
 ``is_master`` flag and does nothing on other ranks, so callers can call it unconditionally.
 
 Reading is always ``torch.load(weights_only=True)`` (tensors and plain containers; no pickled code is
-run). A file that cannot be used -- empty, truncated by a killed copy, not a torch file at all, a torch
+run; GDT's files also hold their ``argparse.Namespace`` of arguments, a plain attribute record, which is
+allowed). Other code bases wrap the model state as ``"model_state"`` (PySlowFast, ours), ``"model"`` or
+``"state_dict"`` (GDT); a bare state dict is its own model state. A file that cannot be used -- empty, truncated by a killed copy, not a torch file at all, a torch
 file of pickled objects or without tensors -- raises :class:`CheckpointFileError`, one line naming the
 file and what it is, instead of torch's internal message (whose advice, ``weights_only=False``, would
 run the file's code). A resume (:func:`load_last_good_checkpoint`) falls back past such files to the
 newest one that loads, and leaves the bad ones where they are.
 """
 
+import argparse
 import contextlib
 import logging
 import os
@@ -49,6 +52,8 @@ from torch import nn
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.misc import DDP_PREFIX, strip_ddp_prefix, unwrap
 
+from .layouts import AUTO, LAYOUTS, UNKNOWN, Converted, LayoutError, describe, to_our_layout
+
 __all__ = [
     "CheckpointFileError",
     "CheckpointMismatchError",
@@ -64,6 +69,7 @@ __all__ = [
     "Resumed",
     "naming_config_key",
     "read_checkpoint",
+    "read_model_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +86,10 @@ _HEAD_BYTES = 256
 # (protocol 2, b"\x80\x02") of this magic number (opcode LONG1 b"\x8a", 10 bytes, little-endian).
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+# Where checkpoints keep the model state: PySlowFast and ours, then GDT's two (tried in this order).
+_MODEL_STATE_KEYS = ("model_state", "model", "state_dict")
+# Classes a checkpoint may hold besides tensors and containers: records of plain values.
+_SAFE_GLOBALS = [argparse.Namespace]
 # A torch file torch.load refused for a reason its bytes do not show.
 _UNEXPLAINED = "is truncated or corrupt"
 
@@ -309,6 +319,7 @@ def load_checkpoint(
     scaler: Optional[Any] = None,
     *,
     strict: bool = True,
+    layout: Optional[str] = None,
 ) -> int:
     """Load a checkpoint into ``model`` (and optionally ``optimizer`` / ``scaler``).
 
@@ -324,17 +335,58 @@ def load_checkpoint(
         scaler: AMP GradScaler to restore, if the checkpoint has ``"scaler_state"``.
         strict: Raise on missing/unexpected keys or shape mismatches. When False these are logged,
             mismatched shapes are skipped and the matching tensors are loaded.
+        layout: None to load the state as stored (a resume); else another code base's layout is
+            read in our names first (:func:`read_model_state`: ``"pytorch"`` recognises it, a layout
+            name insists on it; ``TEST.CHECKPOINT_TYPE``), and only the model is loaded from it.
 
     Returns:
         The stored 0-based ``"epoch"`` (-1 when the file has none); resume at ``epoch + 1``.
 
     Raises:
         CheckpointMismatchError: with ``strict``, listing the missing and unexpected keys (at most
-            ten of each) and every shape mismatch with both shapes.
-        CheckpointFileError: the file is not a usable checkpoint (see :func:`read_checkpoint`).
+            ten of each) and every shape mismatch with both shapes; for another code base's file, naming
+            its layout and what reads it.
+        CheckpointFileError: the file is not a usable checkpoint (see :func:`read_checkpoint`), or not
+            readable in ``layout``.
         FileNotFoundError: the path does not exist.
     """
-    return _restore(path, read_checkpoint(path), model, optimizer, scaler, strict=strict)
+    if layout is None:
+        return _restore(path, read_checkpoint(path), model, optimizer, scaler, strict=strict)
+    checkpoint, converted, epoch = read_model_state(path, layout)
+    if converted.layout in ("stica", UNKNOWN):
+        return _restore(path, (checkpoint, converted.state, epoch), model, optimizer, scaler, strict=strict)
+    # Another code base's optimiser state does not fit ours: the model only.
+    return _restore(f"{path} ({describe(converted.layout)})", ({}, converted.state, epoch), model, None, None,
+                    strict=strict)
+
+
+def read_model_state(path: str, layout: str = AUTO, encoder: str = "online") -> Tuple[Any, Converted, int]:
+    """Read a checkpoint (:func:`read_checkpoint`) and its model state in our key names
+    (:func:`.layouts.to_our_layout`, after stripping a DDP ``"module."`` prefix).
+
+    Args:
+        path: the checkpoint (any iopath path).
+        layout: ``"pytorch"`` to recognise the layout, or the one it must be (``CHECKPOINT_TYPE``).
+        encoder: ``"online"``, or ``"momentum"`` for a BYOL / MoCo momentum encoder.
+
+    Returns:
+        ``(whole file, the conversion, stored 0-based epoch or -1)``.
+
+    Raises:
+        CheckpointFileError: as :func:`read_checkpoint`, or the state cannot be read in ``layout`` /
+            has no ``encoder`` (one line naming the layout seen).
+        FileNotFoundError: the path does not exist.
+    """
+    checkpoint, model_state, epoch = read_checkpoint(path)
+    try:
+        converted = to_our_layout(strip_ddp_prefix(model_state), layout=layout, encoder=encoder)
+    except LayoutError as err:
+        raise CheckpointFileError(path, str(err)) from None
+    if converted.dropped:
+        logger.info("%s is %s: %d of its tensors have no counterpart here (%s)", path,
+                    LAYOUTS[converted.layout].description, len(converted.dropped),
+                    ", ".join(sorted({k.split(".", 1)[0] for k in converted.dropped})))
+    return checkpoint, converted, epoch
 
 
 class Resumed(NamedTuple):
@@ -455,7 +507,8 @@ def read_checkpoint(path: str) -> Tuple[Any, Dict[str, Any], int]:
                 with warnings.catch_warnings():
                     # A pickle of another protocol draws a warning before its error: one message only.
                     warnings.filterwarnings("ignore", message="Detected pickle protocol")
-                    checkpoint = torch.load(f, map_location="cpu", weights_only=True)
+                    with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                        checkpoint = torch.load(f, map_location="cpu", weights_only=True)
             except MemoryError:
                 raise
             except Exception as err:  # torch, zip and pickle errors alike: say what the file is
@@ -544,8 +597,9 @@ def _split_checkpoint(path: str, checkpoint: Any) -> Tuple[Any, Dict[str, Any], 
         raise CheckpointFileError(
             path, f"is a torch file without model weights (it holds a {type(checkpoint).__name__}, not a "
                   f"dict of tensors)")
-    if "model_state" in checkpoint:
-        model_state, epoch = checkpoint["model_state"], int(checkpoint.get("epoch", -1))
+    wrapper = next((k for k in _MODEL_STATE_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
+    if wrapper is not None:
+        model_state, epoch = checkpoint[wrapper], int(checkpoint.get("epoch", -1))
     else:
         model_state, epoch = checkpoint, -1
     if not isinstance(model_state, Mapping) or not _holds_tensor(model_state):

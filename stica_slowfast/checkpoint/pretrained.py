@@ -5,7 +5,8 @@ queue; a classifier checkpoint holds ``backbone.*`` and ``head.*``. Evaluation m
 need from either: the linear probe the backbone, a fine-tuned classifier the backbone and, when the
 shapes match, the head.
 
-Files are read with :func:`.io.read_checkpoint`: one that is not a usable checkpoint raises
+Files are read with :func:`.io.read_model_state`, in our key names whatever code base wrote them
+(:mod:`.layouts`): one that is not a usable checkpoint raises
 :class:`.io.CheckpointFileError` naming it (callers name the config key with
 :func:`.io.naming_config_key`).
 """
@@ -15,10 +16,10 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 from torch import nn
 
-from stica_slowfast.utils.misc import strip_ddp_prefix, unwrap
+from stica_slowfast.utils.misc import unwrap
 
-from .io import CheckpointFileError, load_model_state, read_checkpoint
-from .layouts import LAYOUT_NAMES, to_our_layout
+from .io import CheckpointFileError, load_model_state, read_model_state
+from .layouts import AUTO, UNKNOWN, describe
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -29,17 +30,25 @@ _HEAD_PREFIX = "head."
 
 
 def load_backbone_from_ssl_checkpoint(
-    path: str, model: nn.Module, strict: bool = True, with_head: bool = False, prefix: str = _BACKBONE_PREFIX
+    path: str,
+    model: nn.Module,
+    strict: bool = True,
+    with_head: bool = False,
+    prefix: str = _BACKBONE_PREFIX,
+    *,
+    layout: str = AUTO,
+    encoder: str = "online",
 ) -> int:
     """Copy every ``backbone.*`` (or ``prefix*``) tensor of a ``.pyth`` checkpoint into ``model.backbone``.
 
-    Keys outside ``backbone.`` (projector, predictor, momentum target ``target.*``, queue, a
-    classifier head) are ignored and their count and top-level names are logged. A ``"module."`` prefix
-    (a DDP model saved without unwrapping) is stripped first. A bare state-dict file (no
-    ``"model_state"``) is accepted too.
+    The checkpoint may be ours or another code base's (PySlowFast's native ResNet, PTVResNet or
+    ContrastiveModel zoo, GDT: :mod:`.layouts`), read in our names first. Keys outside ``backbone.``
+    (projector, predictor, momentum target ``target.*``, queue, a classifier head) are ignored and their
+    count and top-level names are logged. A ``"module."`` prefix (a DDP model saved without unwrapping)
+    is stripped first. A bare state-dict file (no ``"model_state"``) is accepted too.
 
     Args:
-        path: Checkpoint path (any iopath path) written by ``save_checkpoint``.
+        path: Checkpoint path (any iopath path).
         model: Module with a ``backbone`` attribute (the probe); DDP wrappers are unwrapped.
         strict: Raise when a backbone key is missing from the checkpoint, the checkpoint has a
             ``backbone.*`` key the model lacks, or shapes differ. When False these are logged and the
@@ -47,35 +56,32 @@ def load_backbone_from_ssl_checkpoint(
         with_head: Also load ``head.*`` into ``model.head`` when the checkpoint has a head of exactly
             the model's keys and shapes (another classifier of the same classes); otherwise the head
             keeps its initialisation and the reason is logged.
-        prefix: the checkpoint's key prefix of the encoder to load, e.g. ``"audio_backbone."`` for
-            STiCA's audio encoder.
+        prefix: the checkpoint's key prefix (in our names) of the encoder to load, e.g.
+            ``"audio_backbone."`` for STiCA's (or GDT's) audio encoder.
+        layout: ``"pytorch"`` recognises the checkpoint's layout; a layout name insists on it
+            (``TRAIN.CHECKPOINT_TYPE``).
+        encoder: ``"online"``, or ``"momentum"`` for a BYOL / MoCo checkpoint's momentum encoder
+            (``TRAIN.CHECKPOINT_ENCODER``).
 
     Returns:
         The checkpoint's stored 0-based ``"epoch"`` (-1 when it has none).
 
     Raises:
         CheckpointMismatchError: with ``strict``, listing the missing / unexpected backbone keys and
-            shape mismatches.
-        CheckpointFileError: the file is not a usable checkpoint (see ``read_checkpoint``), or has no
-            ``backbone.*`` (``prefix*``) key at all (also without ``strict``); a ValueError.
+            shape mismatches (and, for another code base's file, its layout and what reads it).
+        CheckpointFileError: the file is not a usable checkpoint (see ``read_checkpoint``), cannot be
+            read in ``layout`` / has no ``encoder``, or has no ``backbone.*`` (``prefix*``) key at all
+            (also without ``strict``); a ValueError.
         FileNotFoundError: the path does not exist.
     """
-    _, model_state, epoch = read_checkpoint(path)
-    layout, model_state, dropped = to_our_layout(strip_ddp_prefix(model_state))
-    if dropped:
-        logger.info("%s is %s: read in this package's names, %d tensors of it are not ours (%s)", path,
-                    LAYOUT_NAMES[layout], len(dropped), ", ".join(sorted({k.split(".", 1)[0] for k in dropped})))
+    _, converted, epoch = read_model_state(path, layout, encoder)
+    model_state = converted.state
     backbone_state, ignored = _split_state(model_state, prefix)
     if not backbone_state:
         names = sorted({str(k).split(".", 1)[0] for k in model_state})
-        hint = ""
-        if layout == "pyslowfast_ptvresnet":
-            hint = "; convert it first: python tools/convert_checkpoint.py --to stica IN OUT"
-        elif layout == "unknown":
-            hint = (f"; known layouts: {', '.join(v for k, v in LAYOUT_NAMES.items() if k != 'unknown')}")
         raise CheckpointFileError(
-            path, f"is {LAYOUT_NAMES[layout]} with no '{prefix}*' tensors to load into the model's backbone "
-                  f"(top-level names: {names}){hint}")
+            path, f"has no '{prefix}*' tensors to load into the model's backbone (top-level names, in our "
+                  f"names: {names}); it is {describe(converted.layout)}")
     if ignored:
         logger.info(
             "Ignoring %d non-backbone tensors of %s (%s)",
@@ -83,20 +89,20 @@ def load_backbone_from_ssl_checkpoint(
             path,
             ", ".join(sorted({k.split(".", 1)[0] for k in ignored})),
         )
-
-    load_model_state(unwrap(model).backbone, backbone_state, source=path, strict=strict, key_prefix=prefix)
+    source = path if converted.layout in ("stica", UNKNOWN) else f"{path} ({describe(converted.layout)})"
+    load_model_state(unwrap(model).backbone, backbone_state, source=source, strict=strict, key_prefix=prefix)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     if with_head:
         _load_head_if_it_fits(unwrap(model).head, _split_state(model_state, _HEAD_PREFIX)[0], path)
     return epoch
 
 
-def load_pool_if_present(path: str, pool: nn.Module, prefix: str) -> bool:
-    """Load the ``prefix*`` tensors of a checkpoint (a pretrained temporal pooling) into ``pool`` when
-    the checkpoint has them, strictly; otherwise ``pool`` keeps its initialisation (logged).
-    Returns whether it was loaded."""
-    _, model_state, _ = read_checkpoint(path)
-    state, _ = _split_state(model_state, prefix)
+def load_pool_if_present(path: str, pool: nn.Module, prefix: str, *, encoder: str = "online") -> bool:
+    """Load the ``prefix*`` tensors of a checkpoint (a pretrained temporal pooling; of its momentum
+    encoder with ``encoder="momentum"``) into ``pool`` when the checkpoint has them, strictly; otherwise
+    ``pool`` keeps its initialisation (logged). Returns whether it was loaded."""
+    _, converted, _ = read_model_state(path, AUTO, encoder)
+    state, _ = _split_state(converted.state, prefix)
     if not state:
         logger.info("%s has no '%s*' tensors: the temporal pooling is trained from scratch", path, prefix)
         return False
@@ -118,9 +124,9 @@ def _load_head_if_it_fits(head: nn.Module, state: Mapping[str, Any], path: str) 
 
 
 def _split_state(state: Mapping[str, Any], prefix: str) -> Tuple[Dict[str, Any], List[str]]:
-    """``({key without prefix: value}, [other keys])``, after stripping a DDP prefix."""
+    """``({key without prefix: value}, [other keys])``."""
     selected, others = {}, []
-    for key, value in strip_ddp_prefix(state).items():
+    for key, value in state.items():
         if key.startswith(prefix):
             selected[key[len(prefix):]] = value
         else:

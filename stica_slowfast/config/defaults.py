@@ -61,8 +61,13 @@ _C.TRAIN.PREEMPT_SIGNALS = ["SIGTERM", "SIGUSR1", "SIGUSR2"]
 _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise the model from when not resuming ("" = none).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
-# Checkpoint format; only "pytorch" (.pyth files of this package / PySlowFast) is supported.
+# Layout of TRAIN.CHECKPOINT_FILE_PATH: "pytorch" recognises it by its key names; or the one it must be:
+# "stica" (ours), "pyslowfast_resnet", "pyslowfast_contrastive" (the rho-SSL zoo), "pyslowfast_ptvresnet",
+# "gdt" (stica_slowfast/checkpoint/layouts.py). PySlowFast's "caffe2" .pkl files are not read.
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
+# Encoder of a BYOL / MoCo TRAIN.CHECKPOINT_FILE_PATH a probe or classifier starts from: "online" or
+# "momentum" (ours target.*, the zoo's backbone_hist.*).
+_C.TRAIN.CHECKPOINT_ENCODER = "online"
 # When initialising from TRAIN.CHECKPOINT_FILE_PATH, restart at epoch 0 (True) or continue its epoch.
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True
 # Train with automatic mixed precision (on CUDA in STICA.SOLVER.AMP_DTYPE, float16 with a GradScaler;
@@ -82,7 +87,7 @@ _C.TEST.DATASET = "kinetics"
 _C.TEST.BATCH_SIZE = 8
 # Checkpoint to test ("" = newest in OUTPUT_DIR/checkpoints, else the model as trained in this run).
 _C.TEST.CHECKPOINT_FILE_PATH = ""
-# Checkpoint format of TEST.CHECKPOINT_FILE_PATH; only "pytorch".
+# Layout of TEST.CHECKPOINT_FILE_PATH, as TRAIN.CHECKPOINT_TYPE.
 _C.TEST.CHECKPOINT_TYPE = "pytorch"
 # Uniformly spaced temporal clips per test video.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10

@@ -6,14 +6,19 @@ from stica_slowfast.utils.signals import signal_number
 
 from .errors import ConfigError
 
+#: "pytorch" (recognise it) and the layouts of stica_slowfast.checkpoint.layouts.LAYOUTS (a test keeps
+#: the two equal; config stays free of torch).
+CHECKPOINT_TYPES = ("pytorch", "pyslowfast_contrastive", "pyslowfast_resnet", "pyslowfast_ptvresnet", "gdt", "stica")
+
 _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw", "lars"),
     "BN.NORM_TYPE": ("batchnorm", "sync_batchnorm"),
     "MODEL.HEAD_ACT": ("softmax", "sigmoid", "none"),
     "DATA.DECODING_BACKEND": ("pyav",),
-    "TRAIN.CHECKPOINT_TYPE": ("pytorch",),
-    "TEST.CHECKPOINT_TYPE": ("pytorch",),
+    "TRAIN.CHECKPOINT_TYPE": CHECKPOINT_TYPES,
+    "TRAIN.CHECKPOINT_ENCODER": ("online", "momentum"),
+    "TEST.CHECKPOINT_TYPE": CHECKPOINT_TYPES,
     "TEST.NUM_SPATIAL_CROPS": (1, 3),
     "STICA.AUDIO.FEATURE": ("log_spectrogram", "waveform"),
     "STICA.AUDIO.MISSING": ("skip", "zeros"),

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
-from stica_slowfast.checkpoint import CheckpointFileError
+from stica_slowfast.checkpoint import CheckpointFileError, CheckpointMismatchError
 from stica_slowfast.config import ConfigError
 from stica_slowfast.config.args import load_config_from_args, parse_args
 from stica_slowfast.data.bad_input import TooManyBadVideosError
@@ -64,6 +64,10 @@ def run(cfg: CfgNode) -> None:
             feature_probe(cfg)
 
 
+# The input is wrong, not the program: one line, no traceback.
+_ONE_LINE_ERRORS = (OutputDirError, CheckpointFileError, CheckpointMismatchError, SplitFileError, TooManyBadVideosError)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     try:
@@ -73,6 +77,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(2)
     try:
         launch_job(prepare_data(cfg), args.init_method, run)
-    except (OutputDirError, CheckpointFileError, SplitFileError, TooManyBadVideosError) as err:
+    except _ONE_LINE_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

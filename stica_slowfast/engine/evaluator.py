@@ -101,7 +101,7 @@ def load_eval_model(cfg: CfgNode, device: torch.device) -> Tuple[nn.Module, str]
     path, epoch = cfg.TEST.CHECKPOINT_FILE_PATH, -1
     if path:
         with naming_config_key("TEST.CHECKPOINT_FILE_PATH"):
-            epoch = load_checkpoint(path, model)
+            epoch = load_checkpoint(path, model, layout=cfg.TEST.CHECKPOINT_TYPE)
     else:  # the newest usable one (an unusable newer file is skipped, with a warning)
         path, epoch = (load_last_good_checkpoint(cfg.OUTPUT_DIR, model, warn=du.is_master_proc()) or ("", -1))[:2]
         check_same_checkpoint(path)

@@ -216,7 +216,10 @@ def _probe_models(cfg: CfgNode, device: torch.device) -> Dict[str, Tuple[nn.Modu
         what = f"{name or 'the model'} ({model_cfg.MODEL.ARCH})"
         if path:
             with naming_config_key(f"STICA.FEATURE_PROBE.ALSO ({name})" if name else "TRAIN.CHECKPOINT_FILE_PATH"):
-                epoch = contract(model).load_pretrained(path)
+                # TRAIN.CHECKPOINT_TYPE / _ENCODER say what TRAIN.CHECKPOINT_FILE_PATH is; ALSO's are recognised.
+                epoch = (contract(model).load_pretrained(path, layout=cfg.TRAIN.CHECKPOINT_TYPE,
+                                                         encoder=cfg.TRAIN.CHECKPOINT_ENCODER)
+                         if not name else contract(model).load_pretrained(path))
             logger.info("Feature probe of %s: %s (epoch %d)", what, path, epoch + 1)
         else:
             logger.warning("Feature probe of %s: no checkpoint, a randomly initialised model", what)

@@ -94,7 +94,8 @@ def resume_point(cfg: CfgNode, model, optimizer, scaler) -> Tuple[int, Optional[
         path = cfg.TRAIN.CHECKPOINT_FILE_PATH
         logger.info("Initialising from %s", path)
         with naming_config_key("TRAIN.CHECKPOINT_FILE_PATH"):
-            epoch = contract(model).load_pretrained(path)
+            epoch = contract(model).load_pretrained(path, layout=cfg.TRAIN.CHECKPOINT_TYPE,
+                                                    encoder=cfg.TRAIN.CHECKPOINT_ENCODER)
         return (0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else epoch + 1), None
     return 0, None
 

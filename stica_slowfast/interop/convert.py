@@ -1,169 +1,50 @@
-"""Convert Slow-ResNet checkpoints between this package's layout and PySlowFast's ``PTVResNet``.
+"""Convert checkpoint files between our layout and other code bases' (``tools/convert_checkpoint.py``).
 
-Both sides build the network with pytorchvideo's ``create_resnet``, so the tensors are identical and
-only the key prefixes differ::
+Into ours from every layout :mod:`stica_slowfast.checkpoint.layouts` reads (PySlowFast's native ResNet,
+PTVResNet and ContrastiveModel zoo, GDT); out of ours into PySlowFast's two Slow ResNet classes, for its
+own loops (``MODEL_NAME ResNet`` or ``PTVResNet`` with ``MODEL.ARCH slow``). The tensors are the same,
+only their names change (see :mod:`~stica_slowfast.checkpoint.layouts` for each mapping).
 
-    stica_slowfast (VideoClassifier / SSL method)     PySlowFast PTVResNet (MODEL.ARCH slow)
-    backbone.blocks.0.*   stem                   <->  model.blocks.0.*
-    backbone.blocks.1-4.* res2 .. res5           <->  model.blocks.1-4.*
-    head.fc.{weight,bias} linear classifier      <->  model.blocks.5.proj.{weight,bias}
+The head mapping is exact in function too: our head averages the last feature map over ``(t, h, w)``
+then applies the linear layer; PySlowFast's heads average-pool the same map with a kernel of its full
+size (at the training crop) and apply the same linear layer (``projection`` / ``proj``). A head that
+sits behind a feature transform PySlowFast's heads lack (a transformer ``video_pool``, the linear
+probe's ``feature_norm``) is refused unless the head is left out (``with_head=False``).
 
-Everything else in one of our checkpoints (projector, predictor, momentum target
-``target.*``, queues, prototypes, an audio encoder) has no PySlowFast counterpart and is
-dropped, and so is PySlowFast's AVA ``detection_head.*``; the dropped keys are returned so a caller
-can report them. A key under one of the mapped prefixes that does not fit the layout is an error,
-never silently dropped.
-
-The head mapping is exact in function too: our head averages the last feature map over
-``(t, h, w)`` then applies the linear layer; PySlowFast's ``create_res_basic_head`` average-pools
-the same map with a kernel of its full size (at the training crop) and applies the same linear layer
-(``proj``) per position. A head that sits behind a feature transform PySlowFast's head lacks (a
-transformer ``video_pool``, the linear probe's ``feature_norm``) is refused unless the head is left
-out (``with_head=False``).
+Before writing, the converted tensors are loaded strictly into the networks we would build for them
+(:func:`check_our_state`), so a file that only looks like a layout (a C2D ResNet, another depth) is an
+error here rather than at training time.
 """
 
 import os
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import torch
+from torch import nn
 
-from stica_slowfast.checkpoint import read_checkpoint
-from stica_slowfast.models.backbones import build_slow_resnet
+from stica_slowfast.checkpoint import CheckpointFileError, read_model_state
+from stica_slowfast.checkpoint.layouts import (
+    AUTO,
+    LAYOUTS,
+    OURS_AUDIO,
+    OURS_BACKBONE,
+    OURS_HEAD,
+    Converted,
+    from_our_layout,
+    to_our_layout,
+)
+from stica_slowfast.models.audio_backbones import build_audio_resnet
+from stica_slowfast.models.backbones import build_r2plus1d_18, build_slow_resnet
 from stica_slowfast.utils.io import PathManager, atomic_open
-from stica_slowfast.utils.misc import strip_ddp_prefix
 
-__all__ = [
-    "ConvertedState",
-    "convert_checkpoint",
-    "stica_to_pyslowfast",
-    "pyslowfast_to_stica",
-    "slow_resnet_size",
-    "check_slow_resnet",
-]
+__all__ = ["TARGETS", "check_our_state", "check_slow_resnet", "convert_checkpoint", "slow_resnet_size"]
 
-#: Target layouts of :func:`convert_checkpoint`.
-TO_PYSLOWFAST, TO_STICA = "pyslowfast", "stica"
-OURS_BACKBONE = "backbone."
-OURS_HEAD = "head.fc."
-PYSLOWFAST_TRUNK = "model."
-PYSLOWFAST_HEAD = "model.blocks.5.proj."
-# The stem and the four residual stages of pytorchvideo's Net: blocks.0 .. blocks.4.
-_TRUNK_KEY = re.compile(r"^blocks\.[0-4]\.")
-_HEAD_PARAMS = ("weight", "bias")
-# Modules of ours between the backbone and the head that PySlowFast's head has no equivalent of.
-_FEATURE_TRANSFORMS = ("video_pool.", "feature_norm.")
-# Prefixes of PySlowFast's PTVResNet that are not part of the classification network.
-_PYSLOWFAST_EXTRAS = ("detection_head.",)
+#: Layouts :func:`convert_checkpoint` writes: ours, and PySlowFast's two Slow ResNet classes.
+TARGETS = ("stica",) + tuple(k for k, v in LAYOUTS.items() if v.from_ours is not None)
 # Residual blocks per stage (res2..res5) of pytorchvideo's ResNet depths.
 _STAGE_DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
-
-
-@dataclass(frozen=True)
-class ConvertedState:
-    """The result of a conversion.
-
-    Attributes:
-        state: the converted state dict; its tensors are the source's own objects, unchanged.
-        dropped: source keys with no counterpart in the other layout, in source order.
-    """
-
-    state: "OrderedDict[str, torch.Tensor]"
-    dropped: Tuple[str, ...]
-
-
-def stica_to_pyslowfast(state: Mapping[str, torch.Tensor], *, with_head: bool = True) -> ConvertedState:
-    """Our checkpoint's ``model_state`` -> PySlowFast ``PTVResNet`` keys.
-
-    Args:
-        state: ``model_state`` of a VideoClassifier, LinearProbe or SSL method whose ``backbone`` is a
-            Slow ResNet (``slow_r50``, ``slow_tiny`` or another ``build_slow_resnet``).
-        with_head: also convert the classifier ``head.fc.*`` (when present) to
-            ``model.blocks.5.proj.*``; False drops it.
-
-    Returns:
-        The converted state and the dropped keys.
-
-    Raises:
-        ValueError: there is no ``backbone.blocks.*`` key, a ``backbone.*`` key outside
-            ``blocks.0``..``blocks.4`` (not a pytorchvideo ResNet), a ``head.*`` key other than
-            ``head.fc.weight/bias``, or, with ``with_head``, a head behind a ``video_pool`` /
-            ``feature_norm``.
-    """
-    state = strip_ddp_prefix(state)
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    dropped = []
-    has_head = any(k.startswith(OURS_HEAD) for k in state)
-    if with_head and has_head:
-        transforms = sorted({k.split(".", 1)[0] for k in state if k.startswith(_FEATURE_TRANSFORMS)})
-        if transforms:
-            raise ValueError(
-                f"the classifier head follows {', '.join(transforms)}, which PySlowFast's head does not "
-                "have: its weights would not mean the same there; convert without the head")
-    for key, value in state.items():
-        if key.startswith(OURS_BACKBONE):
-            name = key[len(OURS_BACKBONE):]
-            if not _TRUNK_KEY.match(name):
-                raise ValueError(f"{key}: not a key of a pytorchvideo Slow ResNet backbone "
-                                 "(expected backbone.blocks.0 .. backbone.blocks.4)")
-            out[PYSLOWFAST_TRUNK + name] = value
-        elif key.startswith("head."):
-            param = key[len(OURS_HEAD):] if key.startswith(OURS_HEAD) else None
-            if param not in _HEAD_PARAMS:
-                raise ValueError(f"{key}: unknown head key (expected head.fc.weight / head.fc.bias)")
-            if with_head:
-                out[PYSLOWFAST_HEAD + param] = value
-            else:
-                dropped.append(key)
-        else:
-            dropped.append(key)
-    if not out:
-        raise ValueError("no backbone.blocks.* keys: not a Slow ResNet checkpoint of stica_slowfast")
-    return ConvertedState(out, tuple(dropped))
-
-
-def pyslowfast_to_stica(state: Mapping[str, torch.Tensor], *, with_head: bool = True) -> ConvertedState:
-    """PySlowFast ``PTVResNet`` keys -> our layout (``backbone.*``, ``head.fc.*``).
-
-    The result loads into a ``VideoClassifier`` with ``MODEL.ARCH slow_r50`` (with the head) and, via
-    ``backbone.*``, into any of our models or ``TRAIN.CHECKPOINT_FILE_PATH`` initialisation.
-
-    Args:
-        state: ``model_state`` of a PySlowFast ``PTVResNet`` checkpoint (``MODEL.ARCH slow``).
-        with_head: also convert ``model.blocks.5.proj.*`` to ``head.fc.*``; False drops it.
-
-    Returns:
-        The converted state and the dropped keys.
-
-    Raises:
-        ValueError: there is no ``model.blocks.*`` key, or a ``model.*`` key that is neither the trunk
-            (``blocks.0`` .. ``blocks.4``) nor the head's ``proj``.
-    """
-    state = strip_ddp_prefix(state)
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    dropped = []
-    for key, value in state.items():
-        if key.startswith(PYSLOWFAST_HEAD) and key[len(PYSLOWFAST_HEAD):] in _HEAD_PARAMS:
-            if with_head:
-                out[OURS_HEAD + key[len(PYSLOWFAST_HEAD):]] = value
-            else:
-                dropped.append(key)
-        elif key.startswith(PYSLOWFAST_TRUNK):
-            name = key[len(PYSLOWFAST_TRUNK):]
-            if not _TRUNK_KEY.match(name):
-                raise ValueError(f"{key}: not a key of PySlowFast's PTVResNet (expected model.blocks.0 .. "
-                                 "model.blocks.4 and model.blocks.5.proj)")
-            out[OURS_BACKBONE + name] = value
-        elif key.startswith(_PYSLOWFAST_EXTRAS):
-            dropped.append(key)
-        else:
-            raise ValueError(f"{key}: not a key of PySlowFast's PTVResNet "
-                             "(expected model.* or detection_head.*)")
-    if not any(k.startswith(OURS_BACKBONE) for k in out):
-        raise ValueError("no model.blocks.* keys: not a PySlowFast PTVResNet checkpoint")
-    return ConvertedState(out, tuple(dropped))
 
 
 def slow_resnet_size(backbone_state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
@@ -195,6 +76,17 @@ def slow_resnet_size(backbone_state: Mapping[str, torch.Tensor]) -> Dict[str, in
             "model_depth": _STAGE_DEPTHS[counts]}
 
 
+def _sub_state(state: Mapping[str, Any], prefix: str) -> "OrderedDict[str, Any]":
+    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+
+
+def _load_strictly(net: nn.Module, state: Mapping[str, Any], what: str) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"not {what}: {' '.join(str(err).split())}") from None
+
+
 def check_slow_resnet(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
     """Check that the ``backbone.*`` and ``head.fc.*`` tensors of ``state`` (our layout) are exactly a
     Slow ResNet of :func:`~stica_slowfast.models.backbones.build_slow_resnet` and a linear head: every
@@ -209,16 +101,10 @@ def check_slow_resnet(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
         ValueError: a missing, unexpected or mis-shaped tensor (e.g. a C2D or I3D ResNet, whose
             temporal kernels differ from Slow's).
     """
-
-    backbone = OrderedDict(
-        (k[len(OURS_BACKBONE):], v) for k, v in state.items() if k.startswith(OURS_BACKBONE))
-    size = slow_resnet_size(backbone)
+    size = slow_resnet_size(_sub_state(state, OURS_BACKBONE))
     net = build_slow_resnet(**size)
-    try:
-        net.load_state_dict(backbone, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"not a Slow ResNet-{size['model_depth']} of stem width {size['stem_dim_out']}: "
-                         f"{' '.join(str(err).split())}") from None
+    _load_strictly(net, _sub_state(state, OURS_BACKBONE),
+                   f"a Slow ResNet-{size['model_depth']} of stem width {size['stem_dim_out']}")
     weight, bias = state.get(OURS_HEAD + "weight"), state.get(OURS_HEAD + "bias")
     num_classes = 0
     if weight is not None or bias is not None:
@@ -232,10 +118,58 @@ def check_slow_resnet(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
     return {**size, "num_classes": num_classes}
 
 
+def check_our_state(state: Mapping[str, torch.Tensor]) -> Dict[str, str]:
+    """Check that the encoders of a state in our names are networks we build, tensor for tensor:
+    ``backbone.*`` a Slow ResNet (:func:`check_slow_resnet`, with its head) or an R(2+1)D-18,
+    ``audio_backbone.*`` an audio ResNet-9 of its widths.
+
+    Returns:
+        ``{"backbone": "slow_r50" | "slow_resnet" | "r2plus1d_18", "audio_backbone": "resnet9_audio"}``
+        for the encoders present.
+
+    Raises:
+        ValueError: an encoder of no architecture here, or a missing, extra or mis-shaped tensor.
+    """
+    checked: Dict[str, str] = {}
+    video = _sub_state(state, OURS_BACKBONE)
+    if "blocks.0.conv.weight" in video:
+        size = check_slow_resnet(state)
+        slow_r50 = size["model_depth"] == 50 and size["stem_dim_out"] == 64
+        checked["backbone"] = "slow_r50" if slow_r50 else "slow_resnet"
+    elif "stem.0.weight" in video:
+        in_channels = int(video["stem.0.weight"].shape[1])
+        _load_strictly(build_r2plus1d_18(in_channels=in_channels), video, "an R(2+1)D-18")
+        checked["backbone"] = "r2plus1d_18"
+    elif video:
+        raise ValueError(f"backbone.{next(iter(video))}: a backbone of no architecture here "
+                         "(Slow ResNet: blocks.*, R(2+1)D-18: stem.*)")
+    audio = _sub_state(state, OURS_AUDIO)
+    if audio:
+        conv1 = audio.get("conv1.weight")
+        widths = [audio.get(f"layer{i}.0.conv1.weight") for i in range(1, 5)]
+        if conv1 is None or any(w is None for w in widths):
+            raise ValueError("audio_backbone: no conv1 / layer1-4 weights: not an audio ResNet-9")
+        net = build_audio_resnet(in_channels=int(conv1.shape[1]), stem_dim=int(conv1.shape[0]),
+                                 stage_dims=[int(w.shape[0]) for w in widths])
+        _load_strictly(net, audio, "an audio ResNet-9")
+        checked["audio_backbone"] = "resnet9_audio"
+    if not checked:
+        raise ValueError("no backbone.* or audio_backbone.* tensor: no encoder to convert")
+    return checked
+
+
 def convert_checkpoint(
-    src: str, dst: str, *, to: str, with_head: bool = True, check: bool = True, epoch: Optional[int] = None
-) -> ConvertedState:
-    """Convert a ``.pyth`` checkpoint file and write ``{"epoch", "model_state"}`` to ``dst``.
+    src: str,
+    dst: str,
+    *,
+    to: str,
+    with_head: bool = True,
+    check: bool = True,
+    epoch: Optional[int] = None,
+    layout: str = AUTO,
+    encoder: str = "online",
+) -> Converted:
+    """Convert a checkpoint file and write ``{"epoch", "model_state"}`` to ``dst``.
 
     The output has the shape of a PySlowFast (and of our) checkpoint, without ``optimizer_state``: it
     initialises a model, it does not resume a run. PySlowFast's ``load_checkpoint`` loads it; to
@@ -243,27 +177,47 @@ def convert_checkpoint(
     fine-tuning configs do), otherwise PySlowFast looks for the optimiser state of the stored epoch.
 
     Args:
-        src: checkpoint to read (any iopath path); a bare state dict is accepted too.
+        src: checkpoint to read (any iopath path): ``{"model_state"}``, GDT's ``{"model"}`` /
+            ``{"state_dict"}``, or a bare state dict.
         dst: file to write (atomically; its directory is created).
-        to: ``"pyslowfast"`` (our layout -> PTVResNet) or ``"stica"`` (PTVResNet -> ours).
-        with_head: convert the linear classifier too (see :func:`stica_to_pyslowfast`).
-        check: verify the tensors form a Slow ResNet (:func:`check_slow_resnet`) before writing.
+        to: ``"stica"`` (from any layout read here), ``"pyslowfast_resnet"`` or ``"pyslowfast_ptvresnet"``
+            (from ours).
+        with_head: convert the linear classifier too (from ours; see :func:`.layouts.from_our_layout`).
+        check: load the tensors into the networks we build for them (:func:`check_our_state`) first.
         epoch: 0-based epoch to store; None keeps the source's (-1 when it has none).
+        layout: the source's layout: ``"pytorch"`` recognises it.
+        encoder: ``"momentum"`` takes a BYOL / MoCo source's momentum encoder (to ours only).
 
     Returns:
-        The conversion (converted state and dropped source keys).
+        The conversion (source layout, converted state, dropped source keys).
+
+    Raises:
+        ValueError: an unknown ``to``; the source is not readable as asked
+            (:class:`~stica_slowfast.checkpoint.CheckpointFileError`, naming its layout and what reads
+            it); the tensors fail the check.
+        FileNotFoundError: ``src`` does not exist.
     """
-    if to not in (TO_PYSLOWFAST, TO_STICA):
-        raise ValueError(f"to must be {TO_PYSLOWFAST!r} or {TO_STICA!r}, got {to!r}")
-    _, model_state, stored_epoch = read_checkpoint(src)
-    if to == TO_PYSLOWFAST:
-        result = stica_to_pyslowfast(model_state, with_head=with_head)
-        ours = pyslowfast_to_stica(result.state).state if check else None
+    if to not in TARGETS:
+        raise ValueError(f"to must be one of {', '.join(TARGETS)}, got {to!r}")
+    _, ours, stored_epoch = read_model_state(src, layout, encoder)
+    if ours.layout not in LAYOUTS:
+        raise CheckpointFileError(src, f"is an unknown layout (read here: {', '.join(LAYOUTS)})")
+    if to == "stica":
+        result = ours
+        if not with_head:
+            heads = tuple(k for k in ours.state if k.startswith("head."))
+            result = Converted(ours.layout, OrderedDict((k, v) for k, v in ours.state.items() if k not in heads),
+                               ours.dropped + heads)
     else:
-        result = pyslowfast_to_stica(model_state, with_head=with_head)
-        ours = result.state
+        if ours.layout != "stica" or encoder != "online":
+            raise CheckpointFileError(src, f"is {LAYOUTS[ours.layout].description}: --to {to} writes "
+                                           "PySlowFast's layout from ours; --to stica reads this one")
+        try:
+            result = from_our_layout(ours.state, to, with_head=with_head)
+        except ValueError as err:
+            raise CheckpointFileError(src, str(err)) from None
     if check:
-        check_slow_resnet(ours)
+        check_our_state(result.state if to == "stica" else to_our_layout(result.state, layout=to).state)
     if os.path.dirname(dst):
         PathManager.mkdirs(os.path.dirname(dst))
     with atomic_open(dst, "wb") as f:

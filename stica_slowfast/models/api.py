@@ -10,7 +10,9 @@ When each member is read (B batch, K classes, D feature size)::
 
     build      contract(model)                       every member present, or a TypeError naming them
     optimiser  model.lr_scales                       {submodule name: LR multiplier} of its param groups
-    init       model.load_pretrained(path) -> epoch  TRAIN.CHECKPOINT_FILE_PATH (another run's weights)
+    init       model.load_pretrained(path, layout=, encoder=) -> epoch
+                                                     TRAIN.CHECKPOINT_FILE_PATH (another run's weights; its
+                                                     TRAIN.CHECKPOINT_TYPE and TRAIN.CHECKPOINT_ENCODER)
     epoch      model.on_epoch_start(epoch)           before the epoch's first step (0-based epoch)
     step       model.forward_train(batch) -> {"loss": scalar tensor, name: scalar tensor, ...}
                model.on_step_end(step, max_steps)    after the optimiser step (1-based step)
@@ -30,7 +32,8 @@ from typing import Dict, Mapping, Optional, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from stica_slowfast.checkpoint import load_checkpoint
+from stica_slowfast.checkpoint import CheckpointFileError, load_checkpoint
+from stica_slowfast.checkpoint.layouts import AUTO
 from stica_slowfast.utils.misc import unwrap
 
 __all__ = ["Model", "AudioVisualModel", "ModelBase", "contract", "audio_visual"]
@@ -63,8 +66,10 @@ class Model(Protocol):
     def on_step_end(self, cur_step: int, max_steps: int) -> None:
         """Called after the optimiser step ``cur_step`` (1-based) of ``max_steps`` (EMA updates)."""
 
-    def load_pretrained(self, path: str) -> int:
-        """Initialise from another run's checkpoint; returns its stored 0-based epoch (-1: none)."""
+    def load_pretrained(self, path: str, *, layout: str = AUTO, encoder: str = "online") -> int:
+        """Initialise from another run's checkpoint (ours, or another code base's: ``layout``
+        ``"pytorch"`` recognises it, :mod:`stica_slowfast.checkpoint.layouts`); ``encoder`` picks a BYOL /
+        MoCo checkpoint's online or momentum encoder. Returns its stored 0-based epoch (-1: none)."""
 
 
 @runtime_checkable
@@ -130,9 +135,14 @@ class ModelBase(nn.Module):
     def on_step_end(self, cur_step: int, max_steps: int) -> None:
         """No-op."""
 
-    def load_pretrained(self, path: str) -> int:
-        """The whole model state of ``path`` (strict); returns its stored epoch."""
-        return load_checkpoint(path, self)
+    def load_pretrained(self, path: str, *, layout: str = AUTO, encoder: str = "online") -> int:
+        """The whole model state of ``path`` (strict, in our names); returns its stored epoch."""
+        if encoder != "online":
+            raise CheckpointFileError(
+                path, f"cannot give {type(self).__name__} its momentum encoder (TRAIN.CHECKPOINT_ENCODER "
+                      f"{encoder}): that initialises the backbone of a LinearProbe or VideoClassifier; this "
+                      "model loads the whole checkpoint")
+        return load_checkpoint(path, self, layout=layout)
 
 
 def _missing(model: nn.Module, protocol: type) -> list:

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
+from stica_slowfast.checkpoint.layouts import AUTO
 from stica_slowfast.registry import MODEL
 
 from .api import HEAD_ACTS, ModelBase, called_by_pyslowfast, head_activation
@@ -119,17 +120,20 @@ class VideoClassifier(ModelBase):
         """The encoder of ``MODEL.ARCH`` (subclasses for other inputs override this)."""
         return build_backbone(cfg)
 
-    def load_pretrained(self, path: str, strict: bool = True) -> int:
+    def load_pretrained(self, path: str, strict: bool = True, *, layout: str = AUTO, encoder: str = "online") -> int:
         """Initialise from another run (``TRAIN.CHECKPOINT_FILE_PATH``): fine-tuning.
 
         The backbone comes from the checkpoint's ``backbone.*`` (an SSL method's or a classifier's;
         strict); the head too when the checkpoint has one of the same shape, else it stays freshly
         initialised (an SSL checkpoint, or another class count); a temporal pooling from its
-        ``video_pool.*`` when it has one (STiCA). Returns the stored epoch.
+        ``video_pool.*`` when it has one (STiCA). Another code base's checkpoint is read in our names
+        (``layout``); ``encoder`` picks a BYOL / MoCo checkpoint's online or momentum encoder. Returns
+        the stored epoch.
         """
-        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, with_head=True)
+        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, with_head=True, layout=layout,
+                                                  encoder=encoder)
         if self.video_pool is not None:
-            load_pool_if_present(path, self.video_pool, "video_pool.")
+            load_pool_if_present(path, self.video_pool, "video_pool.", encoder=encoder)
         return epoch
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from stica_slowfast.checkpoint import load_backbone_from_ssl_checkpoint, load_pool_if_present
+from stica_slowfast.checkpoint.layouts import AUTO
 from stica_slowfast.registry import MODEL
 
 from .build import build_audio_backbone
@@ -89,12 +90,15 @@ class LinearProbe(VideoClassifier):
         PySlowFast's callers, in eval mode, ``head_act`` of them: :meth:`VideoClassifier.scores`)."""
         return self.scores(self.head(self.feature_norm(self.forward_features(video))), video)
 
-    def load_pretrained(self, path: str, strict: bool = True) -> int:
-        """Load the backbone of an SSL (or classifier) checkpoint; see
-        :func:`load_backbone_from_ssl_checkpoint` (and a pretrained temporal pooling when this probe
-        has one). Returns the checkpoint's stored epoch (-1 if none)."""
-        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, prefix=self.checkpoint_prefix)
-        if self.video_pool is not None and not load_pool_if_present(path, self.video_pool, "video_pool."):
+    def load_pretrained(self, path: str, strict: bool = True, *, layout: str = AUTO, encoder: str = "online") -> int:
+        """Load the backbone of an SSL (or classifier) checkpoint, ours or another code base's (``layout``),
+        its online or momentum (``encoder``) one; see :func:`load_backbone_from_ssl_checkpoint` (and a
+        pretrained temporal pooling when this probe has one). Returns the checkpoint's stored epoch
+        (-1 if none)."""
+        epoch = load_backbone_from_ssl_checkpoint(path, self, strict=strict, prefix=self.checkpoint_prefix,
+                                                  layout=layout, encoder=encoder)
+        if self.video_pool is not None and not load_pool_if_present(path, self.video_pool, "video_pool.",
+                                                                    encoder=encoder):
             raise ValueError(f"STICA.POOL.TYPE {self.video_pool!r} probes a pretrained pooling, but {path} "
                              f"has no 'video_pool.*' tensors; probe with STICA.POOL.TYPE gap")
         return epoch

@@ -128,8 +128,9 @@ def test_usable_formats_still_load(tmp_path):
     torch.save({"epoch": 9, "state_dict": {"module." + k: v for k, v in state.items()}}, nested)
     assert read_checkpoint(legacy)[2] == 4
     assert load_checkpoint(bare, _model(5)) == -1
-    _, nested_state, _ = read_checkpoint(nested)
-    assert set(nested_state) == {"epoch", "state_dict"}
+    _, nested_state, epoch = read_checkpoint(nested)
+    assert epoch == 9 and list(nested_state) == ["module." + k for k in state]
+    assert load_checkpoint(nested, _model()) == 9
 
 
 def test_config_key_is_named(tmp_path):

@@ -15,13 +15,17 @@ import torch.nn as nn
 from stica_slowfast.config import get_cfg
 from stica_slowfast.checkpoint import read_checkpoint, save_checkpoint
 from stica_slowfast.models import build_model
-from stica_slowfast.interop.convert import (
-    check_slow_resnet,
-    pyslowfast_to_stica,
-    slow_resnet_size,
-    stica_to_pyslowfast,
-)
+from stica_slowfast.checkpoint.layouts import from_our_layout, to_our_layout
+from stica_slowfast.interop.convert import check_slow_resnet, slow_resnet_size
 from stica_slowfast.checkpoint.pretrained import load_backbone_from_ssl_checkpoint
+
+def to_ptv(state, **kwargs):
+    return from_our_layout(state, "pyslowfast_ptvresnet", **kwargs)
+
+
+def from_ptv(state):
+    return to_our_layout(state, layout="pyslowfast_ptvresnet")
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -100,24 +104,24 @@ def assert_same_state(a, b):
         assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
 
 
-def test_pyslowfast_to_stica_maps_every_key_and_round_trips_exactly(ours_r50, theirs_r50):
-    ours = pyslowfast_to_stica(theirs_r50)
+def test_ptv_to_ours_maps_every_key_and_round_trips_exactly(ours_r50, theirs_r50):
+    ours = from_ptv(theirs_r50)
     assert ours.dropped == ()
     # Exactly the keys and shapes of our VideoClassifier(slow_r50, 400 classes): nothing left over.
     assert set(ours.state) == set(ours_r50)
     assert all(ours.state[k].shape == ours_r50[k].shape for k in ours_r50)
-    back = stica_to_pyslowfast(ours.state)
+    back = to_ptv(ours.state)
     assert back.dropped == ()
     assert_same_state(back.state, theirs_r50)
 
 
-def test_stica_to_pyslowfast_maps_every_key_and_round_trips_exactly(ours_r50, theirs_r50):
-    theirs = stica_to_pyslowfast(ours_r50)
+def test_ours_to_ptv_maps_every_key_and_round_trips_exactly(ours_r50, theirs_r50):
+    theirs = to_ptv(ours_r50)
     assert theirs.dropped == ()
     assert set(theirs.state) == set(theirs_r50)
     assert all(theirs.state[k].shape == theirs_r50[k].shape for k in theirs_r50)
     assert theirs.state["model.blocks.5.proj.weight"] is ours_r50["head.fc.weight"]  # tensors not copied
-    assert_same_state(pyslowfast_to_stica(theirs.state).state, ours_r50)
+    assert_same_state(from_ptv(theirs.state).state, ours_r50)
 
 
 def test_size_and_layout_check(ours_r50):
@@ -150,45 +154,45 @@ def test_converted_weights_give_the_same_logits_both_ways():
     video = torch.randn(2, 3, 8, 64, 64)
     # PySlowFast's head pools the whole (t, h, w) = (8, 2, 2) map at this crop size.
     theirs = ptv_slow_resnet(stem_dim_out=8, num_classes=5, head_pool_kernel_size=(8, 2, 2)).eval()
-    theirs.load_state_dict(stica_to_pyslowfast(ours.state_dict()).state, strict=True)
+    theirs.load_state_dict(to_ptv(ours.state_dict()).state, strict=True)
     with torch.no_grad():
         expected = ours(video)  # (B, K)
         # PTVResNet's training-mode output: (B, K, 1, 1, 1) -> (B, K)
         torch.testing.assert_close(theirs(video).flatten(1), expected, rtol=1e-4, atol=1e-5)
     back = our_model(arch="slow_tiny", num_classes=5).eval()
-    back.load_state_dict(pyslowfast_to_stica(theirs.state_dict()).state, strict=True)
+    back.load_state_dict(from_ptv(theirs.state_dict()).state, strict=True)
     with torch.no_grad():
         torch.testing.assert_close(back(video), expected, rtol=0, atol=0)
 
 
 def test_ssl_checkpoint_gives_its_backbone_and_reports_the_rest():
     state = our_model("RhoBYOL", arch="slow_tiny").state_dict()
-    result = stica_to_pyslowfast(state)
+    result = to_ptv(state)
     backbone = [k for k in state if k.startswith("backbone.")]
     assert list(result.state) == ["model." + k[len("backbone."):] for k in backbone]
     assert set(result.dropped) == set(state) - set(backbone)
     assert any(k.startswith("target.backbone.") for k in result.dropped)  # the momentum encoder
-    assert_same_state(pyslowfast_to_stica(result.state).state, {k: state[k] for k in backbone})
+    assert_same_state(from_ptv(result.state).state, {k: state[k] for k in backbone})
 
 
 def test_keys_outside_the_layout_are_errors_not_dropped():
     r2plus1d = our_model(arch="r2plus1d_tiny", num_classes=3).state_dict()
     with pytest.raises(ValueError, match="backbone.stem.*not a key of a pytorchvideo Slow ResNet"):
-        stica_to_pyslowfast(r2plus1d)
+        to_ptv(r2plus1d)
     theirs = ptv_slow_resnet(stem_dim_out=8, num_classes=3).state_dict()
     theirs["model.blocks.6.extra.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="model.blocks.6.extra.weight"):
-        pyslowfast_to_stica(theirs)
+        from_ptv(theirs)
     with pytest.raises(ValueError, match="not a key of PySlowFast's PTVResNet"):
-        pyslowfast_to_stica({"blocks.0.conv.weight": torch.zeros(1)})
+        from_ptv({"blocks.0.conv.weight": torch.zeros(1)})
 
 
 def test_head_behind_a_feature_transform_needs_no_head():
     state = our_model(arch="slow_tiny", num_classes=3).state_dict()
     state["video_pool.cls_token"] = torch.zeros(1, 1, 256)  # as a transformer-pooled classifier
     with pytest.raises(ValueError, match="video_pool"):
-        stica_to_pyslowfast(state)
-    result = stica_to_pyslowfast(state, with_head=False)
+        to_ptv(state)
+    result = to_ptv(state, with_head=False)
     assert set(result.dropped) == {"head.fc.weight", "head.fc.bias", "video_pool.cls_token"}
     assert not any(k.startswith("model.blocks.5") for k in result.state)
 
@@ -203,7 +207,7 @@ def test_cli_round_trip_through_files(tmp_path):
     model = our_model(arch="slow_tiny", num_classes=5)
     src = save_checkpoint(str(tmp_path / "run"), 4, model, None, get_cfg())
     theirs_path, back_path = str(tmp_path / "ptv" / "slow.pyth"), str(tmp_path / "back.pyth")
-    proc = _convert("--to", "pyslowfast", src, theirs_path)
+    proc = _convert("--to", "pyslowfast_ptvresnet", src, theirs_path)
     assert proc.returncode == 0, proc.stderr
     assert '"converted": ' in proc.stdout and '"dropped": 0' in proc.stdout
     raw = torch.load(theirs_path, map_location="cpu", weights_only=True)
@@ -223,6 +227,7 @@ def test_cli_round_trip_through_files(tmp_path):
 def test_cli_reports_errors_without_a_traceback(tmp_path):
     path = str(tmp_path / "r2.pyth")
     torch.save({"epoch": 0, "model_state": our_model(arch="r2plus1d_tiny", num_classes=3).state_dict()}, path)
-    proc = _convert("--to", "pyslowfast", path, str(tmp_path / "out.pyth"))
-    assert proc.returncode == 2 and proc.stderr.startswith("error: backbone.stem")
+    proc = _convert("--to", "pyslowfast_ptvresnet", path, str(tmp_path / "out.pyth"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: checkpoint file") and "backbone.stem" in proc.stderr
+    assert proc.stderr.count("\n") == 1
     assert not os.path.exists(tmp_path / "out.pyth")

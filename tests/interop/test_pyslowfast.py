@@ -24,7 +24,8 @@ from stica_slowfast.losses import (
     swav_loss,
 )
 from stica_slowfast.interop import pyslowfast
-from stica_slowfast.interop.convert import convert_checkpoint, stica_to_pyslowfast
+from stica_slowfast.checkpoint.layouts import from_our_layout
+from stica_slowfast.interop.convert import convert_checkpoint
 from stica_slowfast.registry import LOSS, get_dataset_class
 from stica_slowfast.utils import optional
 
@@ -223,15 +224,15 @@ def test_converted_checkpoint_loads_into_pyslowfast_ptvresnet(slowfast, tmp_path
     ours_cfg = pyslowfast_cfg(slowfast, MODEL__MODEL_NAME="VideoClassifier", MODEL__ARCH="slow_r50",
                               MODEL__NUM_CLASSES=400)
     ours = build_ours(ours_cfg)
-    assert set(stica_to_pyslowfast(ours.state_dict()).state) == set(ptv.state_dict())
+    assert set(from_our_layout(ours.state_dict(), "pyslowfast_ptvresnet").state) == set(ptv.state_dict())
 
     src = str(tmp_path / "ours.pyth")
     torch.save({"epoch": 3, "model_state": ours.state_dict()}, src)
     dst = str(tmp_path / "ptv.pyth")
-    convert_checkpoint(src, dst, to="pyslowfast")
+    convert_checkpoint(src, dst, to="pyslowfast_ptvresnet")
     epoch = slowfast["utils.checkpoint"].load_checkpoint(dst, ptv, data_parallel=False)
     assert epoch == 3
-    expected = stica_to_pyslowfast(ours.state_dict()).state
+    expected = from_our_layout(ours.state_dict(), "pyslowfast_ptvresnet").state
     for key, value in ptv.state_dict().items():
         assert torch.equal(value, expected[key]), key
 
@@ -262,7 +263,7 @@ def test_converted_weights_predict_the_same_in_pyslowfast(slowfast):
         if isinstance(m, torch.nn.BatchNorm3d):
             m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
             m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
-    ptv.load_state_dict(stica_to_pyslowfast(ours.state_dict()).state, strict=True)
+    ptv.load_state_dict(from_our_layout(ours.state_dict(), "pyslowfast_ptvresnet").state, strict=True)
     video = torch.randn(2, 3, 8, 64, 64, generator=gen)
     with torch.no_grad():
         # PTVResNet in eval mode: softmax (MODEL.HEAD_ACT) of the logits, averaged over positions.
