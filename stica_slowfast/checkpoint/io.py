@@ -28,8 +28,9 @@ so a crash mid-write leaves at most a ``.checkpoint_epoch_00005.pyth.tmp-*`` fil
 Reading is always ``torch.load(weights_only=True)`` (tensors and plain containers; no pickled code is
 run; GDT's files also hold their ``argparse.Namespace`` of arguments, a plain attribute record, which is
 allowed). Other code bases wrap the model state as ``"model_state"`` (PySlowFast, ours), ``"model"`` or
-``"state_dict"`` (GDT); a bare state dict is its own model state. A file that cannot be used -- empty, truncated by a killed copy, not a torch file at all, a torch
-file of pickled objects or without tensors -- raises :class:`CheckpointFileError`, one line naming the
+``"state_dict"`` (GDT); a bare state dict is its own model state. A file that cannot be used --
+empty, truncated by a killed copy, not a torch file at all, a torch file of pickled objects or without
+tensors -- raises :class:`CheckpointFileError`, one line naming the
 file and what it is, instead of torch's internal message (whose advice, ``weights_only=False``, would
 run the file's code). A resume (:func:`load_last_good_checkpoint`) falls back past such files to the
 newest one that loads, and leaves the bad ones where they are.

@@ -11,6 +11,8 @@ Each layout holds networks we build, under other names::
     pyslowfast_contrastive  PySlowFast's ContrastiveModel: the rho-SSL  backbone.<native ResNet trunk>,
                             model zoo (projects/contrastive_ssl)        backbone_hist.<the momentum copy>
     pyslowfast_ptvresnet    PySlowFast's PTVResNet (MODEL.ARCH slow)    model.blocks.0-4.*, model.blocks.5.proj.*
+    pytorchvideo            PyTorchVideo's model zoo / torch.hub        blocks.0-4.*, blocks.5.proj.*
+                            (slow_r50)
     gdt                     GDT / STiCA's own code (facebookresearch/   video_network.base.* (R(2+1)D-18),
                             GDT, model.GDT)                             audio_network.base.* (ResNet-9, less fc)
 
@@ -32,12 +34,14 @@ non-local block) is an error, never dropped.
 :func:`to_our_layout` recognises a state dict's layout (or is told it: ``TRAIN.CHECKPOINT_TYPE`` /
 ``TEST.CHECKPOINT_TYPE``) and returns it in our names, the online encoder or, on request
 (``TRAIN.CHECKPOINT_ENCODER momentum``), the momentum one. :func:`from_our_layout` goes the other way for
-PySlowFast's two Slow ResNet classes (``tools/convert_checkpoint.py``). Key names only: no torch here.
+PySlowFast's two Slow ResNet classes and PyTorchVideo's Net (``tools/convert_checkpoint.py``). Key names
+only: no torch here.
 """
 
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
@@ -116,7 +120,8 @@ _NATIVE_STEM = re.compile(r"^s1\.pathway0_stem\.(conv|bn)\.(.+)$")
 _NATIVE_RES = re.compile(r"^s([2-5])\.pathway0_res(\d+)\.(branch1|branch1_bn|branch2\.[abc](?:_bn)?)\.(.+)$")
 _NATIVE_ANY = re.compile(r"^s\d")  # every key of a native trunk: s1.*, s1_fuse.*, s2.pathway1_res0.*...
 _OUR_STEM = re.compile(r"^blocks\.0\.(conv|norm)\.(.+)$")
-_OUR_RES = re.compile(r"^blocks\.([1-4])\.res_blocks\.(\d+)\.(branch1_conv|branch1_norm|branch2\.(?:conv|norm)_[abc])\.(.+)$")
+_OUR_RES = re.compile(
+    r"^blocks\.([1-4])\.res_blocks\.(\d+)\.(branch1_conv|branch1_norm|branch2\.(?:conv|norm)_[abc])\.(.+)$")
 _NATIVE_HEAD = "head.projection."
 
 
@@ -181,33 +186,36 @@ def _ours_to_native(state: Mapping[str, Any], with_head: bool) -> Tuple[Dict[str
 
 
 # ------------------------------------------------------------------------------------------------ #
-# PySlowFast's PTVResNet <-> ours: the same pytorchvideo Net under "model."
+# PySlowFast's PTVResNet and PyTorchVideo's own models <-> ours: the same pytorchvideo Net
 # ------------------------------------------------------------------------------------------------ #
-_PTV_TRUNK, _PTV_HEAD = "model.", "model.blocks.5.proj."
 _PTV_TRUNK_KEY = re.compile(r"^blocks\.[0-4]\.")  # the stem and the four residual stages
 _PTV_EXTRAS = ("detection_head.",)  # PySlowFast's AVA head: not part of the classification network
 
 
-def _ptv_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, Any], List[str]]:
-    _no_momentum_encoder(encoder, "pyslowfast_ptvresnet")
+def _net_to_ours(state: Mapping[str, Any], encoder: str, *, prefix: str,
+                 layout: str) -> Tuple[Dict[str, Any], List[str]]:
+    """pytorchvideo Net keys under ``prefix`` (``blocks.0-4`` the trunk, ``blocks.5.proj`` the linear
+    classifier) -> ours; anything else of the Net is an error."""
+    _no_momentum_encoder(encoder, layout)
+    head = prefix + "blocks.5.proj."
     ours: Dict[str, Any] = OrderedDict()
     dropped: List[str] = []
     for key, value in state.items():
-        if key.startswith(_PTV_HEAD) and key[len(_PTV_HEAD):] in _HEAD_PARAMS:
-            ours[OURS_HEAD + key[len(_PTV_HEAD):]] = value
-        elif key.startswith(_PTV_TRUNK) and _PTV_TRUNK_KEY.match(key[len(_PTV_TRUNK):]):
-            ours[OURS_BACKBONE + key[len(_PTV_TRUNK):]] = value
+        if key.startswith(head) and key[len(head):] in _HEAD_PARAMS:
+            ours[OURS_HEAD + key[len(head):]] = value
+        elif key.startswith(prefix) and _PTV_TRUNK_KEY.match(key[len(prefix):]):
+            ours[OURS_BACKBONE + key[len(prefix):]] = value
         elif key.startswith(_PTV_EXTRAS):
             dropped.append(key)
         else:
-            raise LayoutError(f"{key}: not a key of PySlowFast's PTVResNet (expected model.blocks.0 .. "
-                              "model.blocks.4, model.blocks.5.proj and detection_head.*)")
+            raise LayoutError(f"{key}: not a key of {LAYOUTS[layout].description} (expected {prefix}blocks.0 .. "
+                              f"{prefix}blocks.4, {prefix}blocks.5.proj{' and detection_head.*' if prefix else ''})")
     return ours, dropped
 
 
-def _ours_to_ptv(state: Mapping[str, Any], with_head: bool) -> Tuple[Dict[str, Any], List[str]]:
-    return _from_ours(state, with_head, lambda name: _PTV_TRUNK + name if _PTV_TRUNK_KEY.match(name) else "",
-                      _PTV_HEAD)
+def _ours_to_net(state: Mapping[str, Any], with_head: bool, *, prefix: str) -> Tuple[Dict[str, Any], List[str]]:
+    return _from_ours(state, with_head, lambda name: prefix + name if _PTV_TRUNK_KEY.match(name) else "",
+                      prefix + "blocks.5.proj.")
 
 
 def _from_ours(state: Mapping[str, Any], with_head: bool, trunk: Callable[[str], str],
@@ -300,7 +308,15 @@ LAYOUTS: Dict[str, Layout] = OrderedDict([
         ("model.blocks.",),
         f"TRAIN.CHECKPOINT_FILE_PATH or TEST.CHECKPOINT_FILE_PATH of a model {_SLOW_R50}; "
         "tools/convert_checkpoint.py --to stica",
-        _ptv_to_ours, _ours_to_ptv)),
+        partial(_net_to_ours, prefix="model.", layout="pyslowfast_ptvresnet"),
+        partial(_ours_to_net, prefix="model."))),
+    ("pytorchvideo", Layout(
+        "PyTorchVideo's model zoo / torch.hub Net (slow_r50)",
+        ("blocks.0.conv.", "blocks.0.norm."),
+        f"TRAIN.CHECKPOINT_FILE_PATH or TEST.CHECKPOINT_FILE_PATH of a model {_SLOW_R50}; "
+        "tools/convert_checkpoint.py --to stica",
+        partial(_net_to_ours, prefix="", layout="pytorchvideo"),
+        partial(_ours_to_net, prefix=""))),
     ("gdt", Layout(
         "GDT's audio-visual model (facebookresearch/GDT model.GDT)",
         (_GDT_VIDEO, _GDT_AUDIO),
@@ -374,7 +390,7 @@ def from_our_layout(state: Mapping[str, Any], layout: str, *, with_head: bool = 
     Args:
         state: our ``model_state`` (a DDP ``"module."`` prefix already stripped) with a Slow ResNet
             ``backbone`` (``slow_r50``, ``slow_tiny``...).
-        layout: ``"pyslowfast_ptvresnet"`` or ``"pyslowfast_resnet"``.
+        layout: ``"pyslowfast_resnet"``, ``"pyslowfast_ptvresnet"`` or ``"pytorchvideo"``.
         with_head: also write the linear classifier ``head.fc.*`` when there is one; False drops it.
 
     Returns:

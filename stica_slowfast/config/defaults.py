@@ -63,7 +63,8 @@ _C.TRAIN.AUTO_RESUME = True
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # Layout of TRAIN.CHECKPOINT_FILE_PATH: "pytorch" recognises it by its key names; or the one it must be:
 # "stica" (ours), "pyslowfast_resnet", "pyslowfast_contrastive" (the rho-SSL zoo), "pyslowfast_ptvresnet",
-# "gdt" (stica_slowfast/checkpoint/layouts.py). PySlowFast's "caffe2" .pkl files are not read.
+# "pytorchvideo" (its hub slow_r50), "gdt" (stica_slowfast/checkpoint/layouts.py). PySlowFast's "caffe2"
+# .pkl files are not read.
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 # Encoder of a BYOL / MoCo TRAIN.CHECKPOINT_FILE_PATH a probe or classifier starts from: "online" or
 # "momentum" (ours target.*, the zoo's backbone_hist.*).

@@ -8,7 +8,8 @@ from .errors import ConfigError
 
 #: "pytorch" (recognise it) and the layouts of stica_slowfast.checkpoint.layouts.LAYOUTS (a test keeps
 #: the two equal; config stays free of torch).
-CHECKPOINT_TYPES = ("pytorch", "pyslowfast_contrastive", "pyslowfast_resnet", "pyslowfast_ptvresnet", "gdt", "stica")
+CHECKPOINT_TYPES = ("pytorch", "pyslowfast_contrastive", "pyslowfast_resnet", "pyslowfast_ptvresnet", "pytorchvideo",
+                    "gdt", "stica")
 
 _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),

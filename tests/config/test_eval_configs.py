@@ -15,6 +15,8 @@ from stica_slowfast.engine.optim import get_lr_at_epoch
 from stica_slowfast.engine.trainer import resume_or_initialise
 from stica_slowfast.models import build_model
 
+from recorded_layouts import ZOO, recorded_state  # tests/recorded_layouts.py
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHODS = {"simclr": "RhoSimCLR", "moco": "RhoMoCo", "byol": "RhoBYOL", "swav": "RhoSwAV"}
 PAPER_CONFIGS = sorted(
@@ -139,3 +141,19 @@ def test_eval_model_initialises_from_an_ssl_checkpoint(tmp_path, rel):
     loaded = model.backbone.state_dict()
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("rel", ["configs/eval/linear_k400_slow_r50_8x8.yaml", "configs/eval/finetune_ucf101_split1.yaml"])
+def test_eval_configs_take_a_published_zoo_checkpoint_as_it_is(tmp_path, rel):
+    # A rho-SSL zoo BYOL file (ContrastiveModel layout, full Slow-R50 shapes), no conversion step.
+    zoo = recorded_state(ZOO)
+    path = str(tmp_path / "BYOL_SlowR50_8x8_T4_epoch_00200.pyth")
+    torch.save({"epoch": 199, "model_state": zoo}, path)
+    cfg = _load(rel, "NUM_GPUS", "0", "BN.NORM_TYPE", "batchnorm", "OUTPUT_DIR", str(tmp_path / "eval"),
+                "TRAIN.CHECKPOINT_FILE_PATH", path)
+    model = build_model(cfg)
+    assert resume_or_initialise(cfg, model, None, None) == 0
+    loaded = model.backbone.state_dict()
+    assert torch.equal(loaded["blocks.0.conv.weight"], zoo["backbone.s1.pathway0_stem.conv.weight"])
+    assert torch.equal(loaded["blocks.4.res_blocks.2.branch2.norm_c.running_var"],
+                       zoo["backbone.s5.pathway0_res2.branch2.c_bn.running_var"])

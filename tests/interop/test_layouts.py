@@ -1,13 +1,14 @@
 """Other code bases' checkpoints (checkpoint/layouts.py), on key names and shapes recorded from their own
 classes (tests/interop/layouts/*.json, see each "source": PySlowFast 287ec00, GDT 873e630) filled with
-random tensors: recognised, read into our models by TRAIN/TEST.CHECKPOINT_FILE_PATH, and converted both
-ways where the other side is PySlowFast."""
+random tensors (tests/recorded_layouts.py): recognised, read into our models by
+TRAIN/TEST.CHECKPOINT_FILE_PATH, and converted both ways where the other side is PySlowFast."""
 
 import argparse
 import json
 import os
 import runpy
 import subprocess
+import warnings
 import sys
 
 import pytest
@@ -20,28 +21,11 @@ from stica_slowfast.config.validation import CHECKPOINT_TYPES
 from stica_slowfast.engine.trainer import resume_point
 from stica_slowfast.models import build_model
 
+from recorded_layouts import GDT, NATIVE, ZOO, recorded_state  # tests/recorded_layouts.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CONVERTER = os.path.join(REPO, "tools", "convert_checkpoint.py")
-NATIVE, ZOO, GDT = "pyslowfast_resnet_slow_8x8_r50.json", "pyslowfast_contrastive_byol_slow_r50.json", \
-    "gdt_av_r2plus1d_18_resnet9.json"
-
-
-def _recorded(name, seed=0):
-    with open(os.path.join(HERE, "layouts", name)) as f:
-        layout = json.load(f)
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape, dtype in layout["tensors"]:
-        if not dtype.startswith("float"):
-            state[key] = torch.randint(0, 100, shape, generator=g, dtype=getattr(torch, dtype))
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(shape, generator=g)
-        elif len(shape) >= 2:  # He-scaled weights: features of a deep trunk stay finite
-            state[key] = torch.randn(shape, generator=g) * (2 / max(1, torch.Size(shape[1:]).numel())) ** 0.5
-        else:  # BatchNorm scales near 1, shifts and means near 0
-            state[key] = (key.endswith(".weight") * 1.0) + 0.1 * torch.randn(shape, generator=g)
-    return state
 
 
 def _cfg(model_name="VideoClassifier", arch="slow_r50", num_classes=400):
@@ -60,11 +44,12 @@ def _same_tensors(got, expected):
 
 
 def test_checkpoint_types_of_the_config_are_the_layouts_read():
+    # config/ is free of torch, so it names them itself
     assert set(CHECKPOINT_TYPES) == {AUTO, *LAYOUTS}
 
 
 def test_native_resnet_maps_one_to_one_onto_our_slow_r50_and_back():
-    native = _recorded(NATIVE)
+    native = recorded_state(NATIVE)
     ours = to_our_layout(native)
     assert ours.layout == "pyslowfast_resnet" and ours.dropped == ()
     model = _model().state_dict()
@@ -76,7 +61,7 @@ def test_native_resnet_maps_one_to_one_onto_our_slow_r50_and_back():
 
 
 def test_zoo_contrastive_model_round_trips_through_ours_to_its_native_trunk():
-    zoo = _recorded(ZOO)
+    zoo = recorded_state(ZOO)
     for encoder, prefix in (("online", "backbone."), ("momentum", "backbone_hist.")):
         ours = to_our_layout(zoo, encoder=encoder)
         assert ours.layout == "pyslowfast_contrastive"
@@ -90,7 +75,7 @@ def test_zoo_contrastive_model_round_trips_through_ours_to_its_native_trunk():
 
 @pytest.mark.parametrize("encoder", ["online", "momentum"])
 def test_a_zoo_byol_checkpoint_initialises_our_linear_probe_from_the_config_alone(tmp_path, encoder):
-    zoo = _recorded(ZOO)
+    zoo = recorded_state(ZOO)
     path = str(tmp_path / "BYOL_SlowR50_8x8.pyth")
     torch.save({"epoch": 199, "model_state": zoo}, path)  # PySlowFast's save_checkpoint shape
     cfg = _cfg("LinearProbe")
@@ -114,7 +99,7 @@ def test_a_zoo_byol_checkpoint_initialises_our_linear_probe_from_the_config_alon
 
 
 def _gdt_file(tmp_path, wrap):
-    gdt = _recorded(GDT)
+    gdt = recorded_state(GDT)
     path = str(tmp_path / f"gdt_{wrap}.pth")
     if wrap == "model":  # what GDT's save_checkpoint writes, its argparse arguments included
         torch.save({"model": gdt, "optimizer": {}, "epoch": 100, "args": argparse.Namespace(lr=0.01)}, path)
@@ -149,7 +134,7 @@ def test_gdt_video_and_audio_trunks_load_into_our_probes(tmp_path, wrap):
 
 
 def test_a_native_classifier_is_tested_by_test_checkpoint_file_path(tmp_path):
-    native = _recorded(NATIVE)
+    native = recorded_state(NATIVE)
     path = str(tmp_path / "SLOW_8x8_R50.pyth")
     torch.save({"epoch": 195, "model_state": native, "optimizer_state": {"state": {}}}, path)
     model = _model()
@@ -162,8 +147,8 @@ def test_a_native_classifier_is_tested_by_test_checkpoint_file_path(tmp_path):
 
 def test_foreign_errors_name_the_layout_seen_and_what_reads_it(tmp_path):
     zoo_path, native_path = str(tmp_path / "zoo.pyth"), str(tmp_path / "native.pyth")
-    torch.save({"model_state": _recorded(ZOO)}, zoo_path)
-    torch.save({"model_state": _recorded(NATIVE)}, native_path)
+    torch.save({"model_state": recorded_state(ZOO)}, zoo_path)
+    torch.save({"model_state": recorded_state(NATIVE)}, native_path)
     _, gdt_path = _gdt_file(tmp_path, "model")
     # A zoo SSL model has no classifier: testing it as one names the layout and TRAIN.CHECKPOINT_FILE_PATH.
     with pytest.raises(CheckpointMismatchError, match=r"ContrastiveModel.*read by: TRAIN.CHECKPOINT_FILE_PATH "
@@ -188,7 +173,7 @@ def test_foreign_errors_name_the_layout_seen_and_what_reads_it(tmp_path):
 
 
 def test_keys_of_no_one_pathway_slow_resnet_are_errors_not_dropped():
-    native = _recorded(NATIVE)
+    native = recorded_state(NATIVE)
     native["s1.pathway1_stem.conv.weight"] = torch.zeros(8, 3, 5, 7, 7)  # a SlowFast model's fast pathway
     with pytest.raises(ValueError, match="s1.pathway1_stem.conv.weight: not a key of a one-pathway Slow ResNet"):
         to_our_layout(native)
@@ -206,7 +191,7 @@ def test_converter_reads_the_zoo_and_gdt_and_writes_pyslowfast(tmp_path, capsys)
         assert convert(list(args)) == 0
         return json.loads(capsys.readouterr().out)
 
-    zoo = _recorded(ZOO)
+    zoo = recorded_state(ZOO)
     zoo_path = str(tmp_path / "zoo.pyth")
     torch.save({"epoch": 199, "model_state": zoo}, zoo_path)
     ours_path, native_path = str(tmp_path / "ours.pyth"), str(tmp_path / "native.pyth")
@@ -231,3 +216,21 @@ def test_converter_reads_the_zoo_and_gdt_and_writes_pyslowfast(tmp_path, capsys)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "is PySlowFast's ContrastiveModel" in proc.stderr and "--to stica reads this one" in proc.stderr
     assert not os.path.exists(tmp_path / "x.pyth")
+
+
+def test_pytorchvideo_hub_slow_r50_reads_as_ours_and_predicts_the_same(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from pytorchvideo.models.hub import slow_r50  # the torch.hub model, built here without its weights
+
+    hub = slow_r50(pretrained=False).eval()
+    path = str(tmp_path / "SLOW_8x8_R50.pyth")
+    torch.save({"model_state": hub.state_dict()}, path)  # the hub files' shape
+    model = _model().eval()
+    assert load_checkpoint(path, model, layout=AUTO) == -1  # TEST.CHECKPOINT_FILE_PATH
+    assert detect_layout(hub.state_dict()) == "pytorchvideo"
+    back, theirs = from_our_layout(model.state_dict(), "pytorchvideo").state, hub.state_dict()
+    assert list(back) == list(theirs) and all(torch.equal(back[k], theirs[k]) for k in theirs)
+    video = torch.randn(1, 3, 8, 224, 224)  # its head pools the whole 8 x 7 x 7 map at this size
+    with torch.no_grad():
+        torch.testing.assert_close(model(video), hub(video), rtol=1e-4, atol=1e-5)
