@@ -183,8 +183,10 @@ def test_keys_outside_the_layout_are_errors_not_dropped():
     theirs["model.blocks.6.extra.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="model.blocks.6.extra.weight"):
         from_ptv(theirs)
-    with pytest.raises(ValueError, match="not a key of PySlowFast's PTVResNet"):
+    with pytest.raises(ValueError, match="holds PyTorchVideo's model zoo.*not PySlowFast's PTVResNet"):
         from_ptv({"blocks.0.conv.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="stem.conv.weight: not a key of PySlowFast's PTVResNet"):
+        from_ptv({"model.blocks.0.conv.weight": torch.zeros(1), "stem.conv.weight": torch.zeros(1)})
 
 
 def test_head_behind_a_feature_transform_needs_no_head():
