@@ -175,6 +175,10 @@ def add_eval_config(stica: CfgNode) -> None:
     # the linear layer (as MAE, arXiv:2111.06377), so the probe does not depend on feature scale. At
     # inference it is a fixed affine map, so the classifier stays linear in the features.
     stica.PROBE.FEATURE_NORM = True
+    # BatchNorm statistics of the frozen encoder while the probe trains: "frozen" (eval mode: the
+    # checkpoint's statistics) or "adapt" (train mode: batch statistics, running ones re-estimated on this
+    # dataset, as PySlowFast's released linear configs do with MODEL.DETACH_FINAL_FC and no FROZEN_BN).
+    stica.PROBE.BN_STATS = "frozen"
 
 
 def add_feature_probe_config(stica: CfgNode) -> None:

@@ -25,6 +25,7 @@ _CHOICES = {
     "STICA.AUDIO.MISSING": ("skip", "zeros"),
     "STICA.AUG.DEVICE": ("worker", "device", "auto"),
     "STICA.POOL.TYPE": ("gap", "transformer"),
+    "STICA.PROBE.BN_STATS": ("frozen", "adapt"),
     "STICA.FEATURE_CROP.SPACE": ("feature", "input"),
     "STICA.SOLVER.AMP_DTYPE": ("bfloat16", "float16"),
     "STICA.MEMORY_FORMAT": ("auto", "channels_last", "contiguous"),

@@ -27,12 +27,13 @@ __all__ = ["LinearProbe", "AudioLinearProbe", "load_backbone_from_ssl_checkpoint
 
 @MODEL.register()
 class LinearProbe(VideoClassifier):
-    """Frozen backbone (eval mode, no gradients) and a dropout/linear head.
+    """Frozen backbone (no gradients; BN statistics frozen or adapting) and a dropout/linear head.
 
     ::
 
         video (B, C, T, H, W)
-          -> backbone   (B, D)     frozen, BN in eval mode, no_grad   forward_features
+          -> backbone   (B, D)     frozen, no_grad; BN in eval mode    forward_features
+                                   (or, adapt_bn, in the probe's mode)
           -> BatchNorm1d (B, D)    no affine parameters (optional)
           -> dropout, linear       ClassifierHead (trained)
           -> logits     (B, K)                                         forward
@@ -48,6 +49,10 @@ class LinearProbe(VideoClassifier):
     Args:
         feature_norm: standardise the features with a BatchNorm without affine parameters before
             the head (``STICA.PROBE.FEATURE_NORM``).
+        adapt_bn: the frozen encoder's BatchNorm layers follow the probe's mode: in training they
+            normalise with batch statistics and re-estimate their running ones on this data
+            (``STICA.PROBE.BN_STATS adapt``: PySlowFast's released linear protocol); False keeps them in
+            eval mode, with the checkpoint's statistics. No weight of the encoder changes either way.
         **kwargs: those of :class:`VideoClassifier`; the backbone is frozen here.
     """
 
@@ -55,10 +60,11 @@ class LinearProbe(VideoClassifier):
     checkpoint_prefix = "backbone."
 
     @configurable
-    def __init__(self, *, feature_norm: bool, **kwargs) -> None:  # + VideoClassifier's kwargs
+    def __init__(self, *, feature_norm: bool, adapt_bn: bool, **kwargs) -> None:  # + VideoClassifier's kwargs
         super().__init__(**kwargs)
+        self.adapt_bn = adapt_bn
         self.encoder().requires_grad_(False)
-        self.encoder().eval()
+        self.encoder().train(self.training and adapt_bn)
         # Per-feature standardisation with batch statistics in training and running ones at inference,
         # where it is a fixed affine map: the classifier stays linear, and does not depend on the scale
         # of the frozen features (random-init and pretrained backbones are probed alike).
@@ -71,13 +77,15 @@ class LinearProbe(VideoClassifier):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        """VideoClassifier's kwargs plus ``feature_norm`` from ``STICA.PROBE.FEATURE_NORM``."""
-        return {**super().from_config(cfg), "feature_norm": cfg.STICA.PROBE.FEATURE_NORM}
+        """VideoClassifier's kwargs plus ``feature_norm`` and ``adapt_bn`` (``STICA.PROBE``)."""
+        return {**super().from_config(cfg), "feature_norm": cfg.STICA.PROBE.FEATURE_NORM,
+                "adapt_bn": cfg.STICA.PROBE.BN_STATS == "adapt"}
 
     def train(self, mode: bool = True) -> "LinearProbe":
-        """Set the head's mode; the backbone always stays in eval mode (frozen BN statistics)."""
+        """Set the head's mode; the backbone stays in eval mode (frozen BN statistics) unless
+        ``adapt_bn``."""
         super().train(mode)
-        self.encoder().eval()
+        self.encoder().train(mode and self.adapt_bn)
         return self
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:

@@ -157,3 +157,21 @@ def test_eval_configs_take_a_published_zoo_checkpoint_as_it_is(tmp_path, rel):
     assert torch.equal(loaded["blocks.0.conv.weight"], zoo["backbone.s1.pathway0_stem.conv.weight"])
     assert torch.equal(loaded["blocks.4.res_blocks.2.branch2.norm_c.running_var"],
                        zoo["backbone.s5.pathway0_res2.branch2.c_bn.running_var"])
+
+
+def test_pyslowfast_recipe_leaves_differ_from_ours_only_where_its_released_configs_do():
+    # PySlowFast 287ec00 configs/contrastive_ssl/{linear_k400_Slow_8x8_R50,finetune_ucf_Slow_R50}_syn8.yaml
+    linear, theirs = _load("configs/eval/linear_k400_slow_r50_8x8.yaml"), \
+        _load("configs/eval/linear_k400_slow_r50_8x8_pyslowfast.yaml")
+    assert _differing_keys(linear, theirs) == {"OUTPUT_DIR", "BN.NORM_TYPE", "STICA.PROBE.FEATURE_NORM",
+                                              "STICA.PROBE.BN_STATS"}
+    assert (theirs.BN.NORM_TYPE, theirs.STICA.PROBE.BN_STATS, theirs.STICA.PROBE.FEATURE_NORM) == \
+        ("sync_batchnorm", "adapt", False)
+    assert (theirs.SOLVER.BASE_LR, theirs.SOLVER.MAX_EPOCH, theirs.SOLVER.WARMUP_EPOCHS, theirs.MODEL.DROPOUT_RATE) == \
+        (0.5, 60, 8.0, 0.0)
+    finetune, theirs = _load("configs/eval/finetune_ucf101_split1.yaml"), \
+        _load("configs/eval/finetune_ucf101_split1_pyslowfast.yaml")
+    assert _differing_keys(finetune, theirs) == {"OUTPUT_DIR", "SOLVER.BASE_LR", "SOLVER.LR_POLICY"}
+    assert (theirs.MODEL.DROPOUT_RATE, theirs.SOLVER.WEIGHT_DECAY, theirs.SOLVER.MAX_EPOCH) == (0.8, 0.0, 200)
+    lrs = [get_lr_at_epoch(theirs, epoch, theirs.TRAIN.BATCH_SIZE) for epoch in (0, 100, 200)]
+    assert lrs == pytest.approx([0.01, 0.005, 0.0])

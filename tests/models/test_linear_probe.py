@@ -90,6 +90,25 @@ def test_backbone_frozen_and_bn_statistics_unchanged(cfg):
         torch.testing.assert_close(value, weights[key], rtol=0, atol=0)
 
 
+def test_adapting_bn_statistics_re_estimates_them_and_changes_no_weight(cfg):
+    cfg.STICA.PROBE.BN_STATS = "adapt"  # PySlowFast's released linear protocol
+    model = LinearProbe(cfg)
+    model.train()
+    bns = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(m.training for m in bns)
+    stats = _bn_stats(model.backbone)
+    weights = {k: v.clone() for k, v in model.backbone.named_parameters()}
+    out = model.forward_train(_batch(rho=2))
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    changed = [k for k, v in _bn_stats(model.backbone).items() if not torch.equal(v, stats[k])]
+    assert len(changed) == len(stats)  # every running mean / var and batch count moved
+    construct_optimizer(model, cfg).step()
+    assert all(torch.equal(p, weights[k]) for k, p in model.backbone.named_parameters())
+    model.eval()
+    assert not any(m.training for m in bns)  # tested with the re-estimated statistics
+
+
 def test_eval_mode_gives_the_same_features_as_train_mode(cfg):
     model = LinearProbe(cfg)
     video = _batch()["video"][0]
