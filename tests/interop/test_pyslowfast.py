@@ -268,3 +268,80 @@ def test_converted_weights_predict_the_same_in_pyslowfast(slowfast):
     with torch.no_grad():
         # PTVResNet in eval mode: softmax (MODEL.HEAD_ACT) of the logits, averaged over positions.
         torch.testing.assert_close(ptv([video]), ours(video).softmax(dim=1), rtol=1e-4, atol=1e-6)
+
+
+# The rho-SSL zoo's configs (PySlowFast's configs/contrastive_ssl), one per method.
+ZOO_CONFIGS = {"BYOL": "BYOL_SlowR50_8x8.yaml", "MoCo": "MoCo_SlowR50_8x8.yaml",
+               "SimCLR": "SimCLR_SlowR50_8x8.yaml", "SwAV": "SwAV_Slow_R50_8x8.yaml"}
+
+
+def _perturb_batch_norms(model, gen):
+    """Give every BatchNorm statistics and an affine map of its own, so that eval-mode features depend
+    on all of them (and the online and momentum encoders differ)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+            if m.affine:
+                m.weight.data.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.data.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+
+
+@pytest.mark.parametrize("method", sorted(ZOO_CONFIGS))
+def test_a_zoo_checkpoint_gives_our_linear_probe_pyslowfast_native_features(slowfast, tmp_path, method):
+    """PySlowFast's own ContrastiveModel, built from the zoo's config (RESNET.WIDTH_PER_GROUP 8: our
+    slow_tiny) and saved by its save_checkpoint, initialises our LinearProbe through
+    TRAIN.CHECKPOINT_FILE_PATH alone; the features equal those of PySlowFast's native ResNet loaded as its
+    linear evaluation does (CHECKPOINT_CLEAR_NAME_PATTERN backbone., or backbone_hist. for the momentum
+    encoder)."""
+    import slowfast as slowfast_package
+    from stica_slowfast.engine.trainer import resume_point
+    from stica_slowfast.models import build_model as build_ours
+
+    config = os.path.join(os.path.dirname(os.path.dirname(slowfast_package.__file__)),
+                          "configs", "contrastive_ssl", ZOO_CONFIGS[method])
+    if not os.path.isfile(config):
+        pytest.skip(f"this PySlowFast checkout has no {config}")
+    cfg = slowfast["config.defaults"].get_cfg()
+    cfg.merge_from_file(config)
+    # On CPU, one process; a kNN memory of 1000 videos instead of Kinetics' 240k keeps the file small.
+    cfg.merge_from_list(["NUM_GPUS", 0, "BN.NORM_TYPE", "batchnorm", "CONTRASTIVE.BN_SYNC_MLP", False,
+                         "CONTRASTIVE.LENGTH", 1000, "RESNET.WIDTH_PER_GROUP", 8, "OUTPUT_DIR", str(tmp_path)])
+    assert cfg.MODEL.MODEL_NAME == "ContrastiveModel" and cfg.MODEL.ARCH == "slow"
+    zoo = slowfast["models"].build_model(cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        _perturb_batch_norms(zoo, gen)
+    optimizer = torch.optim.SGD(zoo.parameters(), lr=0.1)
+    path = slowfast["utils.checkpoint"].save_checkpoint(str(tmp_path), zoo, optimizer, 199, cfg)
+    encoders = ["online", "momentum"] if hasattr(zoo, "backbone_hist") else ["online"]
+    assert (len(encoders) == 2) == (method in ("BYOL", "MoCo"))
+
+    native_cfg = pyslowfast_cfg(slowfast, MODEL__MODEL_NAME="ResNet", MODEL__ARCH="slow", MODEL__NUM_CLASSES=5,
+                                RESNET__DEPTH=50, RESNET__WIDTH_PER_GROUP=8, DATA__NUM_FRAMES=8,
+                                DATA__TRAIN_CROP_SIZE=64,  # head pool (8, 2, 2): global
+                                CONTRASTIVE__PREDICTOR_DEPTHS=[])  # a plain classification head
+    video = torch.randn(2, 3, 8, 64, 64, generator=gen)
+    features = {}
+    for encoder in encoders:
+        ours_cfg = pyslowfast_cfg(slowfast, MODEL__MODEL_NAME="LinearProbe", MODEL__NUM_CLASSES=5)
+        ours_cfg.TRAIN.AUTO_RESUME, ours_cfg.TRAIN.CHECKPOINT_FILE_PATH = False, path
+        ours_cfg.TRAIN.CHECKPOINT_EPOCH_RESET = True  # PySlowFast's default is False
+        ours_cfg.TRAIN.CHECKPOINT_ENCODER = encoder
+        probe = build_ours(ours_cfg)
+        assert resume_point(ours_cfg, probe, None, None) == (0, None)
+        native = slowfast["models"].build_model(native_cfg)
+        prefix = "backbone_hist." if encoder == "momentum" else "backbone."
+        slowfast["utils.checkpoint"].load_checkpoint(path, native, data_parallel=False, epoch_reset=True,
+                                                     clear_name_pattern=(prefix,))
+        native.head.projection, native.head.act = torch.nn.Identity(), torch.nn.Identity()
+        with torch.no_grad():
+            features[encoder] = probe.eval().forward_features(video)
+            assert features[encoder].isfinite().all() and features[encoder].std() > 0
+            torch.testing.assert_close(features[encoder], native.eval()([video]), rtol=1e-5, atol=1e-6)
+    if len(encoders) == 2:
+        assert not torch.allclose(features["online"], features["momentum"])
+    else:
+        ours_cfg.TRAIN.CHECKPOINT_ENCODER = "momentum"
+        with pytest.raises(ValueError, match="has no momentum encoder"):
+            resume_point(ours_cfg, build_ours(ours_cfg), None, None)
