@@ -4,8 +4,9 @@
     # a published PySlowFast / rho-SSL zoo / GDT checkpoint -> ours (its layout is recognised)
     python tools/convert_checkpoint.py --to stica BYOL_SlowR50_8x8_T4_epoch_00200.pyth byol_ours.pyth
     python tools/convert_checkpoint.py --to stica --momentum BYOL_SlowR50_8x8_T4_epoch_00200.pyth byol_target.pyth
-    # our Slow-R50 checkpoint -> PySlowFast (MODEL_NAME ResNet or PTVResNet, MODEL.ARCH slow)
+    # our Slow-R50 checkpoint -> PySlowFast (MODEL_NAME ResNet or PTVResNet, MODEL.ARCH slow) or PyTorchVideo
     python tools/convert_checkpoint.py --to pyslowfast_resnet OUT/checkpoints/checkpoint_epoch_00100.pyth slow_r50.pyth
+    python tools/convert_checkpoint.py --to pyslowfast_resnet --momentum OUT/checkpoints/checkpoint_epoch_00100.pyth target.pyth
 
 Our own loaders read every one of those layouts directly (TRAIN/TEST.CHECKPOINT_FILE_PATH); the
 conversion is for other code (PySlowFast's loops) and for a file checked once. Prints one JSON object:

@@ -37,6 +37,7 @@ newest one that loads, and leaves the bad ones where they are.
 """
 
 import argparse
+import collections
 import contextlib
 import logging
 import os
@@ -53,7 +54,7 @@ from torch import nn
 from stica_slowfast.utils.io import PathManager, atomic_open
 from stica_slowfast.utils.misc import DDP_PREFIX, strip_ddp_prefix, unwrap
 
-from .layouts import AUTO, LAYOUTS, UNKNOWN, Converted, LayoutError, describe, to_our_layout
+from .layouts import AUTO, LAYOUTS, Converted, LayoutError, describe, to_our_layout
 
 __all__ = [
     "CheckpointFileError",
@@ -89,8 +90,20 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_TORCH_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 # Where checkpoints keep the model state: PySlowFast and ours, then GDT's two (tried in this order).
 _MODEL_STATE_KEYS = ("model_state", "model", "state_dict")
-# Classes a checkpoint may hold besides tensors and containers: records of plain values.
-_SAFE_GLOBALS = [argparse.Namespace]
+
+
+def _torch_subclasses(cls: type) -> List[type]:
+    """``cls`` and its subclasses defined by torch itself."""
+    subclasses = [c for sub in cls.__subclasses__() for c in _torch_subclasses(sub)]
+    return [cls] * cls.__module__.startswith("torch.") + subclasses
+
+
+# Classes a checkpoint may hold besides tensors and containers: records of plain values, and torch's own
+# optimisers and LR schedulers, which other code bases' training files pickle whole (GDT's warm-up
+# scheduler keeps its MultiStepLR, with the SGD it drives, in its state_dict()).
+_SAFE_GLOBALS = [argparse.Namespace, collections.Counter, collections.defaultdict, dict,
+                 *_torch_subclasses(torch.optim.Optimizer),
+                 *_torch_subclasses(torch.optim.lr_scheduler.LRScheduler)]
 # A torch file torch.load refused for a reason its bytes do not show.
 _UNEXPLAINED = "is truncated or corrupt"
 
@@ -354,9 +367,9 @@ def load_checkpoint(
     if layout is None:
         return _restore(path, read_checkpoint(path), model, optimizer, scaler, strict=strict)
     checkpoint, converted, epoch = read_model_state(path, layout)
-    if converted.layout in ("stica", UNKNOWN):
+    if converted.layout == "stica":
         return _restore(path, (checkpoint, converted.state, epoch), model, optimizer, scaler, strict=strict)
-    # Another code base's optimiser state does not fit ours: the model only.
+    # Another code base's optimiser state does not fit ours: the model only (a mismatch names the layout).
     return _restore(f"{path} ({describe(converted.layout)})", ({}, converted.state, epoch), model, None, None,
                     strict=strict)
 

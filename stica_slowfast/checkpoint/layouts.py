@@ -13,8 +13,8 @@ Each layout holds networks we build, under other names::
     pyslowfast_ptvresnet    PySlowFast's PTVResNet (MODEL.ARCH slow)    model.blocks.0-4.*, model.blocks.5.proj.*
     pytorchvideo            PyTorchVideo's model zoo / torch.hub        blocks.0-4.*, blocks.5.proj.*
                             (slow_r50)
-    gdt                     GDT / STiCA's own code (facebookresearch/   video_network.base.* (R(2+1)D-18),
-                            GDT, model.GDT)                             audio_network.base.* (ResNet-9, less fc)
+    gdt                     GDT's (and its STiCA's) audio-visual model  video_network.base.* (R(2+1)D-18),
+                            (facebookresearch/GDT, model.GDT)           audio_network.base.* (ResNet-9, less fc)
 
 The native ResNet's trunk is our Slow ResNet tensor for tensor, in the same order and shapes::
 
@@ -27,8 +27,8 @@ The native ResNet's trunk is our Slow ResNet tensor for tensor, in the same orde
 
 GDT's video trunk is torchvision's R(2+1)D-18 layout and its audio trunk torchvision's ResNet layout,
 as ours (``r2plus1d_18``, ``resnet9_audio``): only the prefixes change. What has no counterpart here
-(projectors, predictors, queues, GDT's ``mlp_v`` / ``mlp_a``, the audio ``fc``) is dropped and
-reported. A key that looks like a trunk's but fits none of ours (a SlowFast model's second pathway, a
+(projectors, predictors, queues, GDT's ``mlp_v`` / ``mlp_a``, the audio ``fc``, the transformer pooling
+of STiCA's own code, which is not ours) is dropped and reported. A key that looks like a trunk's but fits none of ours (a SlowFast model's second pathway, a
 non-local block) is an error, never dropped.
 
 :func:`to_our_layout` recognises a state dict's layout (or is told it: ``TRAIN.CHECKPOINT_TYPE`` /
@@ -175,7 +175,7 @@ def _native_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, A
 
 def _contrastive_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, Any], List[str]]:
     prefix = "backbone_hist." if encoder == "momentum" else "backbone."
-    if not any(k.startswith(prefix) for k in state):
+    if encoder == "momentum" and not any(k.startswith(prefix) for k in state):
         raise LayoutError("has no momentum encoder (backbone_hist.*): the zoo's BYOL and MoCo models have "
                           "one, SimCLR and SwAV none")
     return _native_trunk(state, prefix, head=False)  # its backbone.head.* is the projector / predictor
@@ -265,7 +265,7 @@ def _gdt_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, Any]
         elif key.startswith(_GDT_AUDIO) and not key.startswith(_GDT_AUDIO_FC):  # its unused 1000-way fc
             ours[OURS_AUDIO + key[len(_GDT_AUDIO):]] = value
         else:
-            dropped.append(key)  # mlp_v / mlp_a projections
+            dropped.append(key)  # mlp_v / mlp_a projections; a STiCA model's pooling (not our module)
     return ours, dropped
 
 
@@ -325,7 +325,7 @@ LAYOUTS: Dict[str, Layout] = OrderedDict([
         _gdt_to_ours)),
     ("stica", Layout(
         "this package's layout",
-        (OURS_BACKBONE, OURS_AUDIO, "head.", OURS_TARGET),
+        (OURS_BACKBONE, OURS_AUDIO, OURS_TARGET),  # every model here has one; head.* alone is anyone's
         "TRAIN.CHECKPOINT_FILE_PATH and TEST.CHECKPOINT_FILE_PATH; tools/convert_checkpoint.py --to "
         "pyslowfast_ptvresnet / pyslowfast_resnet writes PySlowFast's",
         _ours_to_ours)),

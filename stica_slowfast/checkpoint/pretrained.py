@@ -19,7 +19,7 @@ from torch import nn
 from stica_slowfast.utils.misc import unwrap
 
 from .io import CheckpointFileError, load_model_state, read_model_state
-from .layouts import AUTO, UNKNOWN, describe
+from .layouts import AUTO, describe
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -89,7 +89,7 @@ def load_backbone_from_ssl_checkpoint(
             path,
             ", ".join(sorted({k.split(".", 1)[0] for k in ignored})),
         )
-    source = path if converted.layout in ("stica", UNKNOWN) else f"{path} ({describe(converted.layout)})"
+    source = path if converted.layout == "stica" else f"{path} ({describe(converted.layout)})"
     load_model_state(unwrap(model).backbone, backbone_state, source=source, strict=strict, key_prefix=prefix)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     if with_head:

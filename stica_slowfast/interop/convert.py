@@ -1,8 +1,9 @@
 """Convert checkpoint files between our layout and other code bases' (``tools/convert_checkpoint.py``).
 
 Into ours from every layout :mod:`stica_slowfast.checkpoint.layouts` reads (PySlowFast's native ResNet,
-PTVResNet and ContrastiveModel zoo, GDT); out of ours into PySlowFast's two Slow ResNet classes, for its
-own loops (``MODEL_NAME ResNet`` or ``PTVResNet`` with ``MODEL.ARCH slow``). The tensors are the same,
+PTVResNet and ContrastiveModel zoo, PyTorchVideo's Net, GDT); out of ours into PySlowFast's two Slow
+ResNet classes, for its own loops (``MODEL_NAME ResNet`` or ``PTVResNet`` with ``MODEL.ARCH slow``), and
+PyTorchVideo's Net. The tensors are the same,
 only their names change (see :mod:`~stica_slowfast.checkpoint.layouts` for each mapping).
 
 The head mapping is exact in function too: our head averages the last feature map over ``(t, h, w)``
@@ -41,7 +42,7 @@ from stica_slowfast.utils.io import PathManager, atomic_open
 
 __all__ = ["TARGETS", "check_our_state", "check_slow_resnet", "convert_checkpoint", "slow_resnet_size"]
 
-#: Layouts :func:`convert_checkpoint` writes: ours, and PySlowFast's two Slow ResNet classes.
+#: Layouts :func:`convert_checkpoint` writes: ours, PySlowFast's two Slow ResNet classes, PyTorchVideo's Net.
 TARGETS = ("stica",) + tuple(k for k, v in LAYOUTS.items() if v.from_ours is not None)
 # Residual blocks per stage (res2..res5) of pytorchvideo's ResNet depths.
 _STAGE_DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
@@ -180,13 +181,13 @@ def convert_checkpoint(
         src: checkpoint to read (any iopath path): ``{"model_state"}``, GDT's ``{"model"}`` /
             ``{"state_dict"}``, or a bare state dict.
         dst: file to write (atomically; its directory is created).
-        to: ``"stica"`` (from any layout read here), ``"pyslowfast_resnet"`` or ``"pyslowfast_ptvresnet"``
-            (from ours).
+        to: ``"stica"`` (from any layout read here), or ``"pyslowfast_resnet"``, ``"pyslowfast_ptvresnet"``,
+            ``"pytorchvideo"`` (from ours).
         with_head: convert the linear classifier too (from ours; see :func:`.layouts.from_our_layout`).
         check: load the tensors into the networks we build for them (:func:`check_our_state`) first.
         epoch: 0-based epoch to store; None keeps the source's (-1 when it has none).
         layout: the source's layout: ``"pytorch"`` recognises it.
-        encoder: ``"momentum"`` takes a BYOL / MoCo source's momentum encoder (to ours only).
+        encoder: ``"momentum"`` takes a BYOL / MoCo source's momentum encoder.
 
     Returns:
         The conversion (source layout, converted state, dropped source keys).
@@ -209,7 +210,7 @@ def convert_checkpoint(
             result = Converted(ours.layout, OrderedDict((k, v) for k, v in ours.state.items() if k not in heads),
                                ours.dropped + heads)
     else:
-        if ours.layout != "stica" or encoder != "online":
+        if ours.layout != "stica":
             raise CheckpointFileError(src, f"is {LAYOUTS[ours.layout].description}: --to {to} writes "
                                            "PySlowFast's layout from ours; --to stica reads this one")
         try:

@@ -64,7 +64,7 @@ class LinearProbe(VideoClassifier):
         super().__init__(**kwargs)
         self.adapt_bn = adapt_bn
         self.encoder().requires_grad_(False)
-        self.encoder().train(self.training and adapt_bn)
+        self._set_encoder_mode(self.training)
         # Per-feature standardisation with batch statistics in training and running ones at inference,
         # where it is a fixed affine map: the classifier stays linear, and does not depend on the scale
         # of the frozen features (random-init and pretrained backbones are probed alike).
@@ -82,11 +82,18 @@ class LinearProbe(VideoClassifier):
                 "adapt_bn": cfg.STICA.PROBE.BN_STATS == "adapt"}
 
     def train(self, mode: bool = True) -> "LinearProbe":
-        """Set the head's mode; the backbone stays in eval mode (frozen BN statistics) unless
-        ``adapt_bn``."""
+        """Set the head's mode; the backbone stays in eval mode (frozen BN statistics) except, with
+        ``adapt_bn``, its BatchNorms (dropout in a frozen pooling stays off either way)."""
         super().train(mode)
-        self.encoder().train(mode and self.adapt_bn)
+        self._set_encoder_mode(mode)
         return self
+
+    def _set_encoder_mode(self, mode: bool) -> None:
+        self.encoder().eval()
+        if mode and self.adapt_bn:
+            for m in self.encoder().modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train()
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         """Pooled frozen-backbone features ``(B, D)`` of video ``(B, C, T, H, W)``, without autograd."""

@@ -175,6 +175,23 @@ def test_ssl_checkpoint_gives_its_backbone_and_reports_the_rest():
     assert_same_state(from_ptv(result.state).state, {k: state[k] for k in backbone})
 
 
+def test_our_momentum_encoder_converts_to_pyslowfast(tmp_path):
+    from stica_slowfast.interop.convert import convert_checkpoint
+
+    byol = our_model("RhoBYOL", arch="slow_tiny")
+    with torch.no_grad():
+        for p in byol.target.parameters():  # an EMA copy that has moved away from the online encoder
+            p.add_(torch.randn_like(p))
+    src = save_checkpoint(str(tmp_path / "run"), 9, byol, None, get_cfg())
+    dst = str(tmp_path / "target_native.pyth")
+    result = convert_checkpoint(src, dst, to="pyslowfast_resnet", encoder="momentum")
+    _, native, epoch = read_checkpoint(dst)
+    assert epoch == 9 and native["s1.pathway0_stem.conv.weight"].shape[0] == 8
+    target = {k: v for k, v in byol.state_dict().items() if k.startswith("target.backbone.")}
+    assert_same_state(to_our_layout(native).state, {k[len("target."):]: v for k, v in target.items()})
+    assert any(k.startswith("projector.") for k in result.dropped)  # the target's projector
+
+
 def test_keys_outside_the_layout_are_errors_not_dropped():
     r2plus1d = our_model(arch="r2plus1d_tiny", num_classes=3).state_dict()
     with pytest.raises(ValueError, match="backbone.stem.*not a key of a pytorchvideo Slow ResNet"):

@@ -102,7 +102,12 @@ def _gdt_file(tmp_path, wrap):
     gdt = recorded_state(GDT)
     path = str(tmp_path / f"gdt_{wrap}.pth")
     if wrap == "model":  # what GDT's save_checkpoint writes, its argparse arguments included
-        torch.save({"model": gdt, "optimizer": {}, "epoch": 100, "args": argparse.Namespace(lr=0.01)}, path)
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.01, momentum=0.9)
+        # Its warm-up scheduler's state_dict() holds the MultiStepLR it hands over to, whole.
+        warmup = {"multiplier": 1, "total_epoch": 10, "finished": False, "last_epoch": 100,
+                  "after_scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[30, 60])}
+        torch.save({"model": gdt, "optimizer": optimizer.state_dict(), "lr_scheduler": warmup, "epoch": 100,
+                    "args": argparse.Namespace(lr=0.01)}, path)
     else:  # {"epoch", "state_dict"} of a DDP model
         torch.save({"epoch": 100, "state_dict": {"module." + k: v for k, v in gdt.items()}}, path)
     return gdt, path
@@ -170,6 +175,28 @@ def test_foreign_errors_name_the_layout_seen_and_what_reads_it(tmp_path):
     with pytest.raises(CheckpointFileError, match=r"no 'backbone\.\*' tensors.*an unknown layout \(read here: "
                                                   r".*ContrastiveModel.*GDT"):
         _model("LinearProbe").load_pretrained(unknown)
+
+
+def test_a_file_of_no_layout_read_here_is_named_as_such(tmp_path):
+    # PySlowFast's MViT: a head.* key is anyone's, not a sign of ours.
+    mvit = {"patch_embed.proj.weight": torch.zeros(96, 3, 3, 7, 7), "head.projection.weight": torch.zeros(400, 768)}
+    assert detect_layout(mvit) == "unknown"
+    path = str(tmp_path / "MVIT_B_16x4.pyth")
+    torch.save({"model_state": mvit}, path)
+    for load in (lambda: load_checkpoint(path, _model(), layout=AUTO),
+                 lambda: _model("LinearProbe").load_pretrained(path)):
+        with pytest.raises((CheckpointMismatchError, CheckpointFileError), match=r"an unknown layout \(read here: "):
+            load()
+
+
+def test_a_layout_insisted_on_reads_its_online_encoder_or_says_what_is_missing():
+    simclr = {k: v for k, v in recorded_state(ZOO).items() if not k.startswith("backbone_hist.")}
+    assert to_our_layout(simclr, layout="pyslowfast_contrastive").state.keys() == \
+        to_our_layout(simclr).state.keys()
+    with pytest.raises(ValueError, match="has no momentum encoder"):
+        to_our_layout(simclr, layout="pyslowfast_contrastive", encoder="momentum")
+    with pytest.raises(ValueError, match="has no tensor of PySlowFast's ContrastiveModel"):
+        to_our_layout({"encoder.weight": torch.zeros(1)}, layout="pyslowfast_contrastive")
 
 
 def test_keys_of_no_one_pathway_slow_resnet_are_errors_not_dropped():

@@ -96,6 +96,8 @@ def test_adapting_bn_statistics_re_estimates_them_and_changes_no_weight(cfg):
     model.train()
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert bns and all(m.training for m in bns)
+    # and only they: no dropout of the frozen encoder (a transformer pooling's) turns on
+    assert not any(m.training for part in model.encoder() for m in part.modules() if m not in bns)
     stats = _bn_stats(model.backbone)
     weights = {k: v.clone() for k, v in model.backbone.named_parameters()}
     out = model.forward_train(_batch(rho=2))
