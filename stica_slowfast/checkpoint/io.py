@@ -397,8 +397,8 @@ def read_model_state(path: str, layout: str = AUTO, encoder: str = "online") -> 
     except LayoutError as err:
         raise CheckpointFileError(path, str(err)) from None
     if converted.dropped:
-        logger.info("%s is %s: %d of its tensors have no counterpart here (%s)", path,
-                    LAYOUTS[converted.layout].description, len(converted.dropped),
+        logger.info("%s is %s: %d of its tensors are not read (%s encoder asked for; %s)", path,
+                    LAYOUTS[converted.layout].description, len(converted.dropped), encoder,
                     ", ".join(sorted({k.split(".", 1)[0] for k in converted.dropped})))
     return checkpoint, converted, epoch
 
