@@ -75,6 +75,9 @@ def add_solver_config(stica: CfgNode) -> None:
     # Trust coefficient eta of LARS (SOLVER.OPTIMIZING_METHOD "lars"; You et al. 2017, arXiv:1708.03888),
     # a float > 0: each adapted tensor's LR is multiplied by eta * ||w|| / (||g|| + wd * ||w||).
     stica.SOLVER.LARS_ETA = 0.001
+    # LR multiplier (> 0) of a fine-tuned VideoClassifier's pretrained encoder (backbone and temporal
+    # pooling) relative to its new head: 1.0 trains all at one LR; GDT's / STiCA's fine-tuning uses 0.1.
+    stica.SOLVER.ENCODER_LR_SCALE = 1.0
     # Precision of TRAIN.MIXED_PRECISION on CUDA: "bfloat16" (no loss scaling needed; Ampere and newer)
     # or "float16" (with a GradScaler, as PySlowFast). CPU autocast is always bfloat16.
     stica.SOLVER.AMP_DTYPE = "bfloat16"

@@ -61,6 +61,8 @@ class VideoClassifier(ModelBase):
             PySlowFast's loops call a model (a list of pathways): "softmax" (PySlowFast's default:
             its test meter sums the views' scores, the same ensemble as our engine's mean of softmax),
             "sigmoid" or "none" (logits). Our engine always gets logits.
+        encoder_lr_scale: LR multiplier of the backbone and ``video_pool`` relative to the head
+            (``lr_scales``, read by the optimiser; ``STICA.SOLVER.ENCODER_LR_SCALE``).
     """
 
     #: ``forward(video)`` returns class logits, so the engine measures val/test accuracy with it.
@@ -77,6 +79,7 @@ class VideoClassifier(ModelBase):
         loss_func: str,
         video_pool: Optional[nn.Module],
         head_act: str,
+        encoder_lr_scale: float,
     ) -> None:
         super().__init__()
         _check_loss_func(loss_func, "loss_func")
@@ -94,12 +97,18 @@ class VideoClassifier(ModelBase):
         )
         self.num_classes = num_classes
         self.loss_func = loss_func
+        if encoder_lr_scale <= 0:
+            raise ValueError(f"encoder_lr_scale must be positive, got {encoder_lr_scale}")
+        if encoder_lr_scale != 1:
+            self.lr_scales = {name: float(encoder_lr_scale) for name in ("backbone", "video_pool")
+                              if getattr(self, name) is not None}
 
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor kwargs from ``MODEL.ARCH`` (backbone), ``MODEL.NUM_CLASSES``,
-        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD``, ``MODEL.LOSS_FUNC``, ``MODEL.HEAD_ACT`` and ``STICA.POOL.*``
-        (a transformer pooling when ``STICA.POOL.TYPE`` is "transformer")."""
+        ``MODEL.DROPOUT_RATE``, ``MODEL.FC_INIT_STD``, ``MODEL.LOSS_FUNC``, ``MODEL.HEAD_ACT``, ``STICA.POOL.*``
+        (a transformer pooling when ``STICA.POOL.TYPE`` is "transformer") and
+        ``STICA.SOLVER.ENCODER_LR_SCALE``."""
         _check_loss_func(cfg.MODEL.LOSS_FUNC, "MODEL.LOSS_FUNC")
         backbone = cls.backbone_from_config(cfg)
         pool = None
@@ -113,6 +122,7 @@ class VideoClassifier(ModelBase):
             "loss_func": cfg.MODEL.LOSS_FUNC,
             "video_pool": pool,
             "head_act": cfg.MODEL.HEAD_ACT,
+            "encoder_lr_scale": cfg.STICA.SOLVER.ENCODER_LR_SCALE,
         }
 
     @staticmethod

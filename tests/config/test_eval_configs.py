@@ -175,3 +175,17 @@ def test_pyslowfast_recipe_leaves_differ_from_ours_only_where_its_released_confi
     assert (theirs.MODEL.DROPOUT_RATE, theirs.SOLVER.WEIGHT_DECAY, theirs.SOLVER.MAX_EPOCH) == (0.8, 0.0, 200)
     lrs = [get_lr_at_epoch(theirs, epoch, theirs.TRAIN.BATCH_SIZE) for epoch in (0, 100, 200)]
     assert lrs == pytest.approx([0.01, 0.005, 0.0])
+
+
+@pytest.mark.parametrize("dataset", ["ucf101", "hmdb51"])
+def test_stica_finetune_follows_the_authors_script(dataset):
+    cfg = _load(f"configs/stica/finetune_{dataset}_split1.yaml")
+    with torch.device("meta"):
+        model = build_model(cfg)
+    # The pretrained encoder and pooling at a tenth of the head's LR; no dropout; 32 frames at 128².
+    assert model.lr_scales == {"backbone": 0.1, "video_pool": 0.1} and cfg.MODEL.DROPOUT_RATE == 0.0
+    assert (cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE) == (32, 32, 128)
+    assert cfg.SOLVER.WEIGHT_DECAY == cfg.BN.WEIGHT_DECAY == 0.005
+    # Head LR 0.0025 -> 0.02 over 2 epochs, x0.05 after epochs 7 and 11 of 12.
+    lrs = [get_lr_at_epoch(cfg, epoch, cfg.TRAIN.BATCH_SIZE) for epoch in (0, 2, 6.99, 7, 10.99, 11, 11.99)]
+    assert lrs == pytest.approx([0.0025, 0.02, 0.02, 0.001, 0.001, 0.00005, 0.00005])

@@ -40,6 +40,7 @@ def test_cfg_and_kwargs_construction_give_the_same_model(cfg):
         loss_func="cross_entropy",
         video_pool=None,
         head_act="softmax",
+        encoder_lr_scale=1.0,
     )
     assert str(from_cfg) == str(from_kwargs)
     state_a, state_b = from_cfg.state_dict(), from_kwargs.state_dict()
@@ -150,4 +151,23 @@ def test_bad_loss_func(cfg):
         build_model(cfg)
     with pytest.raises(ValueError, match="loss_func"):
         VideoClassifier(backbone=build_backbone(cfg), num_classes=2, dropout_rate=0.0, fc_init_std=0.01,
-                        loss_func="focal", video_pool=None, head_act="softmax")
+                        loss_func="focal", video_pool=None, head_act="softmax",
+                        encoder_lr_scale=1.0)
+
+
+def test_encoder_lr_scale_trains_the_pretrained_encoder_slower(cfg):
+    from stica_slowfast.engine.optim import construct_optimizer, set_lr
+
+    cfg.STICA.POOL.TYPE = "transformer"
+    cfg.STICA.SOLVER.ENCODER_LR_SCALE = 0.1  # GDT's / STiCA's fine-tuning: the backbone at a tenth
+    model = build_model(cfg)
+    assert model.lr_scales == {"backbone": 0.1, "video_pool": 0.1}
+    optimizer = construct_optimizer(model, cfg, model.lr_scales)
+    set_lr(optimizer, 0.02)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert len(lr_of) == sum(1 for _ in model.parameters())
+    for name, p in model.named_parameters():
+        expected = 0.002 if name.startswith(("backbone.", "video_pool.")) else 0.02
+        assert lr_of[id(p)] == pytest.approx(expected), name
+    cfg.STICA.SOLVER.ENCODER_LR_SCALE = 1.0
+    assert build_model(cfg).lr_scales == {}
