@@ -28,8 +28,8 @@ The native ResNet's trunk is our Slow ResNet tensor for tensor, in the same orde
 GDT's video trunk is torchvision's R(2+1)D-18 layout and its audio trunk torchvision's ResNet layout,
 as ours (``r2plus1d_18``, ``resnet9_audio``): only the prefixes change. What has no counterpart here
 (projectors, predictors, queues, GDT's ``mlp_v`` / ``mlp_a``, the audio ``fc``, the transformer pooling
-of STiCA's own code, which is not ours) is dropped and reported. A key that looks like a trunk's but fits none of ours (a SlowFast model's second pathway, a
-non-local block) is an error, never dropped.
+of STiCA's own code, which is not ours) is dropped and reported. A key that looks like a trunk's but
+fits none of ours (a SlowFast model's second pathway, a non-local block) is an error, never dropped.
 
 :func:`to_our_layout` recognises a state dict's layout (or is told it: ``TRAIN.CHECKPOINT_TYPE`` /
 ``TEST.CHECKPOINT_TYPE``) and returns it in our names, the online encoder or, on request
@@ -327,7 +327,7 @@ LAYOUTS: Dict[str, Layout] = OrderedDict([
         "this package's layout",
         (OURS_BACKBONE, OURS_AUDIO, OURS_TARGET),  # every model here has one; head.* alone is anyone's
         "TRAIN.CHECKPOINT_FILE_PATH and TEST.CHECKPOINT_FILE_PATH; tools/convert_checkpoint.py --to "
-        "pyslowfast_ptvresnet / pyslowfast_resnet writes PySlowFast's",
+        "pyslowfast_resnet / pyslowfast_ptvresnet / pytorchvideo writes theirs",
         _ours_to_ours)),
 ])
 

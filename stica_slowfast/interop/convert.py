@@ -3,8 +3,8 @@
 Into ours from every layout :mod:`stica_slowfast.checkpoint.layouts` reads (PySlowFast's native ResNet,
 PTVResNet and ContrastiveModel zoo, PyTorchVideo's Net, GDT); out of ours into PySlowFast's two Slow
 ResNet classes, for its own loops (``MODEL_NAME ResNet`` or ``PTVResNet`` with ``MODEL.ARCH slow``), and
-PyTorchVideo's Net. The tensors are the same,
-only their names change (see :mod:`~stica_slowfast.checkpoint.layouts` for each mapping).
+PyTorchVideo's Net. The tensors are the same, only their names change (see
+:mod:`~stica_slowfast.checkpoint.layouts` for each mapping).
 
 The head mapping is exact in function too: our head averages the last feature map over ``(t, h, w)``
 then applies the linear layer; PySlowFast's heads average-pool the same map with a kernel of its full
