@@ -55,6 +55,7 @@ __all__ = [
     "describe",
     "detect_layout",
     "from_our_layout",
+    "split_state",
     "to_our_layout",
 ]
 
@@ -272,13 +273,25 @@ def _gdt_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, Any]
 # ------------------------------------------------------------------------------------------------ #
 # Ours
 # ------------------------------------------------------------------------------------------------ #
+def split_state(state: Mapping[str, Any], prefix: str) -> Tuple["OrderedDict[str, Any]", List[str]]:
+    """``({key without prefix: value} of the keys under prefix, [the other keys])``, in state order."""
+    selected: "OrderedDict[str, Any]" = OrderedDict()
+    others: List[str] = []
+    for key, value in state.items():
+        if key.startswith(prefix):
+            selected[key[len(prefix):]] = value
+        else:
+            others.append(key)
+    return selected, others
+
+
 def _ours_to_ours(state: Mapping[str, Any], encoder: str) -> Tuple[Dict[str, Any], List[str]]:
     if encoder == "online":
         return OrderedDict(state), []
-    target = OrderedDict((k[len(OURS_TARGET):], v) for k, v in state.items() if k.startswith(OURS_TARGET))
+    target, others = split_state(state, OURS_TARGET)
     if not target:
         raise LayoutError("has no momentum encoder (target.*): only BYOL and MoCo runs have one")
-    return target, [k for k in state if not k.startswith(OURS_TARGET)]
+    return target, others
 
 
 def _no_momentum_encoder(encoder: str, layout: str) -> None:

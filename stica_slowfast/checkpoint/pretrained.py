@@ -12,14 +12,14 @@ Files are read with :func:`.io.read_model_state`, in our key names whatever code
 """
 
 import logging
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Mapping
 
 from torch import nn
 
 from stica_slowfast.utils.misc import unwrap
 
 from .io import CheckpointFileError, load_model_state, read_model_state
-from .layouts import AUTO, describe
+from .layouts import AUTO, describe, split_state
 
 __all__ = ["load_backbone_from_ssl_checkpoint", "load_pool_if_present"]
 
@@ -76,7 +76,7 @@ def load_backbone_from_ssl_checkpoint(
     """
     _, converted, epoch = read_model_state(path, layout, encoder)
     model_state = converted.state
-    backbone_state, ignored = _split_state(model_state, prefix)
+    backbone_state, ignored = split_state(model_state, prefix)
     if not backbone_state:
         names = sorted({str(k).split(".", 1)[0] for k in model_state})
         raise CheckpointFileError(
@@ -93,7 +93,7 @@ def load_backbone_from_ssl_checkpoint(
     load_model_state(unwrap(model).backbone, backbone_state, source=source, strict=strict, key_prefix=prefix)
     logger.info("Loaded %d backbone tensors from %s (epoch %d)", len(backbone_state), path, epoch)
     if with_head:
-        _load_head_if_it_fits(unwrap(model).head, _split_state(model_state, _HEAD_PREFIX)[0], path)
+        _load_head_if_it_fits(unwrap(model).head, split_state(model_state, _HEAD_PREFIX)[0], path)
     return epoch
 
 
@@ -102,7 +102,7 @@ def load_pool_if_present(path: str, pool: nn.Module, prefix: str, *, encoder: st
     encoder with ``encoder="momentum"``) into ``pool`` when the checkpoint has them, strictly; otherwise
     ``pool`` keeps its initialisation (logged). Returns whether it was loaded."""
     _, converted, _ = read_model_state(path, AUTO, encoder)
-    state, _ = _split_state(converted.state, prefix)
+    state, _ = split_state(converted.state, prefix)
     if not state:
         logger.info("%s has no '%s*' tensors: the temporal pooling is trained from scratch", path, prefix)
         return False
@@ -122,13 +122,3 @@ def _load_head_if_it_fits(head: nn.Module, state: Mapping[str, Any], path: str) 
         logger.info("Not loading the head of %s (keys or shapes differ from this model's: a new head "
                     "is trained)", path)
 
-
-def _split_state(state: Mapping[str, Any], prefix: str) -> Tuple[Dict[str, Any], List[str]]:
-    """``({key without prefix: value}, [other keys])``."""
-    selected, others = {}, []
-    for key, value in state.items():
-        if key.startswith(prefix):
-            selected[key[len(prefix):]] = value
-        else:
-            others.append(key)
-    return selected, others

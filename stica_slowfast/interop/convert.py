@@ -34,6 +34,7 @@ from stica_slowfast.checkpoint.layouts import (
     OURS_HEAD,
     Converted,
     from_our_layout,
+    split_state,
     to_our_layout,
 )
 from stica_slowfast.models.audio_backbones import build_audio_resnet
@@ -77,10 +78,6 @@ def slow_resnet_size(backbone_state: Mapping[str, torch.Tensor]) -> Dict[str, in
             "model_depth": _STAGE_DEPTHS[counts]}
 
 
-def _sub_state(state: Mapping[str, Any], prefix: str) -> "OrderedDict[str, Any]":
-    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-
-
 def _load_strictly(net: nn.Module, state: Mapping[str, Any], what: str) -> None:
     try:
         net.load_state_dict(state, strict=True)
@@ -102,9 +99,9 @@ def check_slow_resnet(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
         ValueError: a missing, unexpected or mis-shaped tensor (e.g. a C2D or I3D ResNet, whose
             temporal kernels differ from Slow's).
     """
-    size = slow_resnet_size(_sub_state(state, OURS_BACKBONE))
+    size = slow_resnet_size(split_state(state, OURS_BACKBONE)[0])
     net = build_slow_resnet(**size)
-    _load_strictly(net, _sub_state(state, OURS_BACKBONE),
+    _load_strictly(net, split_state(state, OURS_BACKBONE)[0],
                    f"a Slow ResNet-{size['model_depth']} of stem width {size['stem_dim_out']}")
     weight, bias = state.get(OURS_HEAD + "weight"), state.get(OURS_HEAD + "bias")
     num_classes = 0
@@ -132,7 +129,7 @@ def check_our_state(state: Mapping[str, torch.Tensor]) -> Dict[str, str]:
         ValueError: an encoder of no architecture here, or a missing, extra or mis-shaped tensor.
     """
     checked: Dict[str, str] = {}
-    video = _sub_state(state, OURS_BACKBONE)
+    video = split_state(state, OURS_BACKBONE)[0]
     if "blocks.0.conv.weight" in video:
         size = check_slow_resnet(state)
         slow_r50 = size["model_depth"] == 50 and size["stem_dim_out"] == 64
@@ -144,7 +141,7 @@ def check_our_state(state: Mapping[str, torch.Tensor]) -> Dict[str, str]:
     elif video:
         raise ValueError(f"backbone.{next(iter(video))}: a backbone of no architecture here "
                          "(Slow ResNet: blocks.*, R(2+1)D-18: stem.*)")
-    audio = _sub_state(state, OURS_AUDIO)
+    audio = split_state(state, OURS_AUDIO)[0]
     if audio:
         conv1 = audio.get("conv1.weight")
         widths = [audio.get(f"layer{i}.0.conv1.weight") for i in range(1, 5)]
