@@ -157,8 +157,9 @@ def _native_trunk(state: Mapping[str, Any], prefix: str, head: bool) -> Tuple[Di
     dropped: List[str] = []
     for key, value in state.items():
         name = key[len(prefix):] if key.startswith(prefix) else None
-        if name is not None and _native_to_ours_key(name):
-            ours[OURS_BACKBONE + _native_to_ours_key(name)] = value
+        our_key = _native_to_ours_key(name) if name is not None else ""
+        if our_key:
+            ours[OURS_BACKBONE + our_key] = value
         elif name is not None and _NATIVE_ANY.match(name):
             raise LayoutError(f"{key}: not a key of a one-pathway Slow ResNet (a SlowFast, non-local or "
                               "other PySlowFast ResNet; only MODEL.ARCH slow has a counterpart here)")
